@@ -1,0 +1,1 @@
+//! Guest images (placeholder, being written).
