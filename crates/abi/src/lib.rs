@@ -118,4 +118,5 @@ pub fn put_u16(b: &mut [u8], off: usize, v: u16) {
 
 const _: () = assert!(core::mem::size_of::<BootInfo>() == BootInfo::SIZE);
 const _: () = assert!(core::mem::offset_of!(BootInfo, net_ring) == BootInfo::OFF_NET_RING);
-const _: () = assert!(core::mem::offset_of!(BootInfo, host_features) == BootInfo::OFF_HOST_FEATURES);
+const _: () =
+    assert!(core::mem::offset_of!(BootInfo, host_features) == BootInfo::OFF_HOST_FEATURES);

@@ -68,20 +68,37 @@ impl MftEntry {
     /// name is longer than [`MFT_NAME_MAX`] or not alphanumeric.
     pub const fn new(name: &str, type_: u32) -> Self {
         let bytes = name.as_bytes();
-        assert!(bytes.len() <= MFT_NAME_MAX, "manifest device name longer than 67 bytes");
+        assert!(
+            bytes.len() <= MFT_NAME_MAX,
+            "manifest device name longer than 67 bytes"
+        );
         let mut n = [0u8; 68];
         let mut i = 0;
         while i < bytes.len() {
-            assert!(bytes[i].is_ascii_alphanumeric(), "manifest device names are [A-Za-z0-9]+");
+            assert!(
+                bytes[i].is_ascii_alphanumeric(),
+                "manifest device names are [A-Za-z0-9]+"
+            );
             n[i] = bytes[i];
             i += 1;
         }
-        MftEntry { name: n, type_, u: [0; 16], b: 0, attached: false, _pad: [0; 7] }
+        MftEntry {
+            name: n,
+            type_,
+            u: [0; 16],
+            b: 0,
+            attached: false,
+            _pad: [0; 7],
+        }
     }
 
     /// The name up to its NUL (empty if the name is not valid UTF-8).
     pub fn name_str(&self) -> &str {
-        let len = self.name.iter().position(|&c| c == 0).unwrap_or(self.name.len());
+        let len = self
+            .name
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.name.len());
         core::str::from_utf8(&self.name[..len]).unwrap_or("")
     }
 
@@ -118,14 +135,21 @@ impl<const N: usize> Mft<N> {
     /// `devices` must have `N - 1` elements (checked at compile time in a const).
     pub const fn new(devices: &[MftEntry]) -> Self {
         assert!(devices.len() + 1 == N, "Mft<N> needs exactly N-1 devices");
-        assert!(N as u32 <= MFT_MAX_ENTRIES, "a manifest has at most 63 devices");
+        assert!(
+            N as u32 <= MFT_MAX_ENTRIES,
+            "a manifest has at most 63 devices"
+        );
         let mut e = [MftEntry::reserved_first(); N];
         let mut i = 0;
         while i < devices.len() {
             e[i + 1] = devices[i];
             i += 1;
         }
-        Mft { version: MFT_VERSION, entries: N as u32, e }
+        Mft {
+            version: MFT_VERSION,
+            entries: N as u32,
+            e,
+        }
     }
 }
 

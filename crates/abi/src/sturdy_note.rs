@@ -40,7 +40,10 @@ pub const fn sturdy_note(flags: u32) -> Note4<SturdyInfo> {
         descsz: STURDY_NOTE_DESCSZ as u32,
         type_: STURDY_NOTE_TYPE,
         name: *b"sturdy\0\0",
-        desc: SturdyInfo { version: STURDY_NOTE_VERSION, flags },
+        desc: SturdyInfo {
+            version: STURDY_NOTE_VERSION,
+            flags,
+        },
     }
 }
 

@@ -1,0 +1,348 @@
+//! The monitor's command line, compatible with upstream `solo5-hvt` (spec 6).
+//!
+//! Parsing only checks what was typed (no syscalls); opening files and interfaces happens when
+//! the VM is built, against the unikernel's manifest.
+
+use std::path::PathBuf;
+
+use crate::devices::block::DEFAULT_SECTOR_SIZE;
+use crate::devices::net::parse_mac;
+
+pub const USAGE: &str = "\
+usage: sturdy-hvt [OPTIONS] [--] KERNEL [ARGS...]
+
+Runs the Solo5 hvt unikernel KERNEL on KVM; ARGS are passed to it as its command line.
+A drop-in replacement for solo5-hvt: same options, same exit statuses.
+
+Options:
+  --mem=N                      guest memory in MiB (default 512; rounded down to 2 MiB, max 4096)
+  --block:NAME=PATH            attach the file PATH as the unikernel's block device NAME
+  --block-sector-size:NAME=N   sector size of block device NAME (default 512; a power of two >= 512)
+  --net:NAME=IFACE             attach the existing, up TAP interface IFACE as network device NAME
+  --net:NAME=@FD               attach the inherited file descriptor FD (e.g. a SOCK_SEQPACKET
+                               socket: one message per Ethernet frame; MTU 1500)
+  --net-mac:NAME=MAC           MAC address of network device NAME (default: random, locally administered)
+  --version                    print the version and exit
+  -h, --help                   print this help and exit
+
+Every device the unikernel declares in its manifest must be attached.
+
+Exit status: the guest's exit status; 255 if the guest aborted or took a CPU exception;
+1 if the monitor stopped it (bad file or option, invalid hypercall, memory fault).
+
+Examples:
+  sturdy-hvt hello.hvt Hello
+  sturdy-hvt --mem=64 --block:storage=disk.img kv.hvt
+  ip tuntap add tap0 mode tap && ip link set tap0 up
+  sturdy-hvt --net:service=tap0 --net-mac:service=02:00:0a:00:00:02 net.hvt --ipv4=10.0.0.2";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run(Config),
+    Help,
+    Version,
+}
+
+/// A validated request to run a unikernel.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Config {
+    pub kernel: PathBuf,
+    /// The guest command line: ARGS joined with single spaces (spec 4).
+    pub guest_cmdline: String,
+    /// Guest memory in bytes, a multiple of 2 MiB.
+    pub mem_size: u64,
+    pub blocks: Vec<BlockArg>,
+    pub nets: Vec<NetArg>,
+    /// Warnings to print (e.g. memory rounded down).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct BlockArg {
+    pub name: String,
+    pub path: String,
+    pub sector_size: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum NetTarget {
+    Tap(String),
+    Fd(i32),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct NetArg {
+    pub name: String,
+    pub target: NetTarget,
+    pub mac: Option<[u8; 6]>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CmdlineError {
+    #[error("Invalid option: {0}")]
+    InvalidOption(String),
+    #[error("Missing KERNEL operand")]
+    MissingKernel,
+    #[error("Malformed argument to --mem: {0}")]
+    BadMem(String),
+    #[error("guest memory size {0} MiB exceeds the max size 4294967296 bytes")]
+    MemTooLarge(u64),
+    #[error("{option}: {reason}")]
+    BadDevice { option: String, reason: String },
+    #[error("Guest command line too long (max=8191 characters)")]
+    CmdlineTooLong,
+}
+
+/// Parses `args` (without the program name).
+pub fn parse<I, S>(args: I) -> Result<Command, CmdlineError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut args = args.into_iter().map(Into::into);
+    let mut mem_mib = sturdy_abi::DEFAULT_MEM_MIB;
+    let mut blocks: Vec<BlockArg> = Vec::new();
+    let mut nets: Vec<NetArg> = Vec::new();
+    let mut sector_sizes: Vec<(String, u64, String)> = Vec::new();
+    let mut macs: Vec<(String, [u8; 6], String)> = Vec::new();
+    let mut kernel = None;
+
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            kernel = args.next();
+            break;
+        }
+        if !arg.starts_with('-') {
+            kernel = Some(arg);
+            break;
+        }
+        let bad = |reason: &str| CmdlineError::BadDevice {
+            option: arg.clone(),
+            reason: reason.into(),
+        };
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        } else if arg == "--version" {
+            return Ok(Command::Version);
+        } else if let Some(v) = arg.strip_prefix("--mem=") {
+            mem_mib = v.parse().map_err(|_| CmdlineError::BadMem(v.into()))?;
+            if mem_mib == 0 {
+                return Err(CmdlineError::BadMem(v.into()));
+            }
+        } else if let Some(spec) = arg.strip_prefix("--block-sector-size:") {
+            let (name, v) =
+                name_value(spec).ok_or_else(|| bad("expected --block-sector-size:NAME=N"))?;
+            let n: u64 = v
+                .parse()
+                .map_err(|_| bad("the sector size must be a number"))?;
+            if n < 512 || !n.is_power_of_two() {
+                return Err(bad("the sector size must be a power of two >= 512"));
+            }
+            sector_sizes.push((name.into(), n, arg.clone()));
+        } else if let Some(spec) = arg.strip_prefix("--block:") {
+            let (name, path) = name_value(spec).ok_or_else(|| bad("expected --block:NAME=PATH"))?;
+            if blocks.iter().any(|b| b.name == name) {
+                return Err(bad("block device given twice"));
+            }
+            blocks.push(BlockArg {
+                name: name.into(),
+                path: path.into(),
+                sector_size: DEFAULT_SECTOR_SIZE,
+            });
+        } else if let Some(spec) = arg.strip_prefix("--net-mac:") {
+            let (name, v) = name_value(spec).ok_or_else(|| bad("expected --net-mac:NAME=MAC"))?;
+            let mac =
+                parse_mac(v).ok_or_else(|| bad("expected a MAC address like 02:00:0a:00:00:02"))?;
+            if mac[0] & 1 != 0 {
+                return Err(bad("a multicast MAC address cannot be a NIC's address"));
+            }
+            macs.push((name.into(), mac, arg.clone()));
+        } else if let Some(spec) = arg.strip_prefix("--net:") {
+            let (name, v) = name_value(spec)
+                .ok_or_else(|| bad("expected --net:NAME=IFACE or --net:NAME=@FD"))?;
+            if nets.iter().any(|n| n.name == name) {
+                return Err(bad("network device given twice"));
+            }
+            let target = match v.strip_prefix('@') {
+                Some(fd) => NetTarget::Fd(
+                    fd.parse()
+                        .ok()
+                        .filter(|fd: &i32| *fd >= 0)
+                        .ok_or_else(|| bad("expected @FD with FD a file descriptor number"))?,
+                ),
+                None => NetTarget::Tap(v.into()),
+            };
+            nets.push(NetArg {
+                name: name.into(),
+                target,
+                mac: None,
+            });
+        } else {
+            return Err(CmdlineError::InvalidOption(arg));
+        }
+    }
+
+    let kernel = kernel.ok_or(CmdlineError::MissingKernel)?;
+    let guest_cmdline = args.collect::<Vec<_>>().join(" ");
+    if guest_cmdline.len() >= sturdy_abi::CMDLINE_SIZE {
+        return Err(CmdlineError::CmdlineTooLong);
+    }
+
+    for (name, size, option) in sector_sizes {
+        let b =
+            blocks
+                .iter_mut()
+                .find(|b| b.name == name)
+                .ok_or_else(|| CmdlineError::BadDevice {
+                    option: option.clone(),
+                    reason: format!("no --block:{name}=PATH given"),
+                })?;
+        b.sector_size = size;
+    }
+    for (name, mac, option) in macs {
+        let n =
+            nets.iter_mut()
+                .find(|n| n.name == name)
+                .ok_or_else(|| CmdlineError::BadDevice {
+                    option: option.clone(),
+                    reason: format!("no --net:{name}=... given"),
+                })?;
+        n.mac = Some(mac);
+    }
+
+    let mut warnings = Vec::new();
+    let requested = mem_mib
+        .checked_mul(1 << 20)
+        .ok_or(CmdlineError::MemTooLarge(mem_mib))?;
+    if requested > sturdy_abi::MAX_MEM_SIZE {
+        return Err(CmdlineError::MemTooLarge(mem_mib));
+    }
+    let mem_size = requested & !((2 << 20) - 1);
+    if mem_size == 0 {
+        return Err(CmdlineError::BadMem(format!(
+            "{mem_mib} (guest memory must be at least 2 MiB)"
+        )));
+    }
+    if mem_size != requested {
+        warnings.push(format!("adjusting memory to {mem_size} bytes"));
+    }
+
+    Ok(Command::Run(Config {
+        kernel: kernel.into(),
+        guest_cmdline,
+        mem_size,
+        blocks,
+        nets,
+        warnings,
+    }))
+}
+
+/// Splits `NAME=VALUE`; NAME non-empty.
+fn name_value(s: &str) -> Option<(&str, &str)> {
+    let (name, value) = s.split_once('=')?;
+    (!name.is_empty() && !value.is_empty()).then_some((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Config {
+        match parse(args.iter().copied()).unwrap() {
+            Command::Run(c) => c,
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kernel_is_first_non_option_and_rest_goes_to_guest() {
+        let c = run(&["--mem=64", "k.hvt", "--mem=2", "a", "b"]);
+        assert_eq!(c.kernel, PathBuf::from("k.hvt"));
+        assert_eq!(c.guest_cmdline, "--mem=2 a b");
+        assert_eq!(c.mem_size, 64 << 20);
+    }
+
+    #[test]
+    fn double_dash_ends_options() {
+        let c = run(&["--", "-weird", "x"]);
+        assert_eq!(c.kernel, PathBuf::from("-weird"));
+        assert_eq!(c.guest_cmdline, "x");
+    }
+
+    #[test]
+    fn memory_rules() {
+        assert_eq!(
+            parse(["--mem=0", "k"]),
+            Err(CmdlineError::BadMem("0".into()))
+        );
+        assert_eq!(
+            parse(["--mem=x", "k"]),
+            Err(CmdlineError::BadMem("x".into()))
+        );
+        assert_eq!(
+            parse(["--mem=4097", "k"]),
+            Err(CmdlineError::MemTooLarge(4097))
+        );
+        let c = run(&["--mem=5", "k"]);
+        assert_eq!(c.mem_size, 4 << 20);
+        assert_eq!(
+            c.warnings,
+            vec!["adjusting memory to 4194304 bytes".to_string()]
+        );
+        assert_eq!(run(&["--mem=4096", "k"]).mem_size, 4 << 30);
+    }
+
+    #[test]
+    fn devices() {
+        let c = run(&[
+            "--block:storage=/tmp/x",
+            "--block-sector-size:storage=4096",
+            "--net:service=tap0",
+            "--net:other=@3",
+            "--net-mac:service=02:00:00:00:00:01",
+            "k",
+        ]);
+        assert_eq!(
+            c.blocks,
+            vec![BlockArg {
+                name: "storage".into(),
+                path: "/tmp/x".into(),
+                sector_size: 4096
+            }]
+        );
+        assert_eq!(c.nets[0].target, NetTarget::Tap("tap0".into()));
+        assert_eq!(c.nets[0].mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(c.nets[1].target, NetTarget::Fd(3));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        assert_eq!(
+            parse(["--frobnicate", "k"]),
+            Err(CmdlineError::InvalidOption("--frobnicate".into()))
+        );
+        assert_eq!(parse(["--mem=2"]), Err(CmdlineError::MissingKernel));
+        let e = parse(["--block-sector-size:s=1000", "--block:s=x", "k"]).unwrap_err();
+        assert!(e.to_string().contains("power of two"), "{e}");
+        let e = parse(["--block-sector-size:s=4096", "k"]).unwrap_err();
+        assert!(e.to_string().contains("no --block:s=PATH given"), "{e}");
+        let e = parse(["--net:n=@x", "k"]).unwrap_err();
+        assert!(e.to_string().contains("@FD"), "{e}");
+        let e = parse(["--net:n=tap0", "--net-mac:n=01:00:00:00:00:00", "k"]).unwrap_err();
+        assert!(e.to_string().contains("multicast"), "{e}");
+        assert_eq!(parse(["--help"]), Ok(Command::Help));
+        assert_eq!(parse(["--version", "k"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn command_line_length_limit() {
+        let long = "x".repeat(8191);
+        assert!(matches!(parse(["k", long.as_str()]), Ok(Command::Run(_))));
+        let long = "x".repeat(8192);
+        assert_eq!(
+            parse(["k", long.as_str()]),
+            Err(CmdlineError::CmdlineTooLong)
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Hypercall dispatch (spec 5): a 4-byte `out` to port 0x500 + nr whose value is the guest
+//! address of the argument struct. Arguments are copied out of guest memory through the checked
+//! door, decoded at fixed offsets, and results written back the same way.
+
+use sturdy_abi::hypercall::{self as hc, BlockIo, Halt, NetIo, Poll, Puts, Walltime};
+
+use crate::devices::{clock, console, Device};
+use crate::memory::{Access, GuestMemory};
+use crate::VmError;
+
+/// What the run loop does after a hypercall.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    Halt(u8),
+}
+
+/// The devices, indexed by handle (index 0 is the manifest's reserved entry).
+pub struct Devices(pub Vec<Option<Device>>);
+
+impl Devices {
+    fn get(&self, handle: u64) -> Option<&Device> {
+        usize::try_from(handle)
+            .ok()
+            .and_then(|h| self.0.get(h))
+            .and_then(Option::as_ref)
+    }
+
+    fn any_block(&self) -> bool {
+        self.0.iter().any(|d| matches!(d, Some(Device::Block(_))))
+    }
+
+    fn any_net(&self) -> bool {
+        self.0.iter().any(|d| matches!(d, Some(Device::Net(_))))
+    }
+}
+
+/// Handles one `out` exit: `port` and the bytes written.
+pub fn dispatch(
+    mem: &GuestMemory,
+    devices: &Devices,
+    port: u16,
+    data: &[u8],
+) -> Result<Next, VmError> {
+    let nr = port.wrapping_sub(hc::PIO_BASE);
+    if data.len() != 4 || !(1..=hc::MAX).contains(&nr) || port < hc::PIO_BASE {
+        return Err(VmError::InvalidPort { port });
+    }
+    let gpa = u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
+    match nr {
+        hc::WALLTIME => {
+            mem.check(gpa, Walltime::SIZE as u64, Access::Write)?;
+            mem.write(
+                gpa + Walltime::OFF_NSECS as u64,
+                &clock::walltime_ns().to_le_bytes(),
+            )?;
+        }
+        hc::PUTS => {
+            let a = read_args::<{ Puts::SIZE }>(mem, gpa)?;
+            console::puts(
+                mem,
+                sturdy_abi::get_u64(&a, Puts::OFF_DATA),
+                sturdy_abi::get_u64(&a, Puts::OFF_LEN),
+            )?;
+        }
+        hc::POLL => poll(mem, devices, gpa)?,
+        hc::BLOCK_WRITE | hc::BLOCK_READ => {
+            if !devices.any_block() {
+                return Err(VmError::InvalidHypercall { nr });
+            }
+            mem.check(gpa, BlockIo::SIZE as u64, Access::Write)?;
+            let a = read_args::<{ BlockIo::SIZE }>(mem, gpa)?;
+            let ret = match devices.get(sturdy_abi::get_u64(&a, BlockIo::OFF_HANDLE)) {
+                Some(Device::Block(b)) => b.io(mem, &a, nr == hc::BLOCK_WRITE)?,
+                _ => hc::RESULT_EINVAL,
+            };
+            mem.write(gpa + BlockIo::OFF_RET as u64, &ret.to_le_bytes())?;
+        }
+        hc::NET_WRITE | hc::NET_READ => {
+            if !devices.any_net() {
+                return Err(VmError::InvalidHypercall { nr });
+            }
+            mem.check(gpa, NetIo::SIZE as u64, Access::Write)?;
+            let a = read_args::<{ NetIo::SIZE }>(mem, gpa)?;
+            let (ret, len) = match devices.get(sturdy_abi::get_u64(&a, NetIo::OFF_HANDLE)) {
+                Some(Device::Net(n)) if nr == hc::NET_WRITE => (n.write(mem, &a)?, None),
+                Some(Device::Net(n)) => {
+                    let (ret, len) = n.read(mem, &a)?;
+                    (ret, Some(len))
+                }
+                _ => (hc::RESULT_EINVAL, None),
+            };
+            if let Some(len) = len {
+                mem.write(gpa + NetIo::OFF_LEN as u64, &len.to_le_bytes())?;
+            }
+            mem.write(gpa + NetIo::OFF_RET as u64, &ret.to_le_bytes())?;
+        }
+        hc::HALT => {
+            let a = read_args::<{ Halt::SIZE }>(mem, gpa)?;
+            let cookie = sturdy_abi::get_u64(&a, Halt::OFF_COOKIE);
+            if cookie != 0 {
+                mem.check(cookie, hc::HALT_COOKIE_MAX as u64, Access::Read)?;
+            }
+            let status = sturdy_abi::get_u32(&a, Halt::OFF_EXIT_STATUS);
+            return Ok(Next::Halt(status as u8));
+        }
+        _ => return Err(VmError::InvalidHypercall { nr }),
+    }
+    Ok(Next::Continue)
+}
+
+fn read_args<const N: usize>(mem: &GuestMemory, gpa: u64) -> Result<[u8; N], VmError> {
+    let mut a = [0u8; N];
+    mem.read(gpa, &mut a)?;
+    Ok(a)
+}
+
+/// POLL: wait for a readable NIC or the timeout (spec 5). This is how a guest idles.
+fn poll(mem: &GuestMemory, devices: &Devices, gpa: u64) -> Result<(), VmError> {
+    mem.check(gpa, Poll::SIZE as u64, Access::Write)?;
+    let a = read_args::<{ Poll::SIZE }>(mem, gpa)?;
+    let timeout_ns = sturdy_abi::get_u64(&a, Poll::OFF_TIMEOUT_NSECS);
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let mut handles: Vec<u64> = Vec::new();
+    for (handle, dev) in devices.0.iter().enumerate() {
+        if let Some(Device::Net(n)) = dev {
+            fds.push(libc::pollfd {
+                fd: n.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            handles.push(handle as u64);
+        }
+    }
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `fds` is a valid array of fds.len() pollfd structs and `ts` a valid timespec, both
+    // alive for the call; ppoll writes only `revents`.
+    let rc = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    let mut ready_set = 0u64;
+    let mut ready = 0i32;
+    if rc > 0 {
+        for (fd, handle) in fds.iter().zip(&handles) {
+            if fd.revents & libc::POLLIN != 0 && *handle < 64 {
+                ready_set |= 1 << handle;
+                ready += 1;
+            }
+        }
+    }
+    mem.write(gpa + Poll::OFF_READY_SET as u64, &ready_set.to_le_bytes())?;
+    mem.write(gpa + Poll::OFF_RET as u64, &ready.to_le_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! A unikernel ready to run: built in a fixed order from a validated [`Config`], then run until it
+//! halts, faults, or the monitor stops it.
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use sturdy_abi::sturdy_note::FLAG_DEPRIVILEGED;
+use sturdy_abi::{BootInfo, BOOT_INFO_BASE};
+
+use crate::cmdline::{Config, NetTarget};
+use crate::cpu::{self, FaultFrame, Mode, FAULT_PORT};
+use crate::devices::block::BlockDevice;
+use crate::devices::net::{random_mac, NetDevice};
+use crate::devices::Device;
+use crate::fault::GuestFault;
+use crate::hypercall::{self, Devices, Next};
+use crate::loader::{self, LoadPlan};
+use crate::manifest::{DeviceKind, Manifest};
+use crate::memory::GuestMemory;
+use crate::{sandbox, VmError};
+
+/// How a run ended (monitor-detected errors are `Err(VmError)`, exit status 1).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// HALT with this status (spec 5: `exit_status & 0xff`).
+    Halt(u8),
+    /// A CPU exception in a deprivileged guest: exit status 255.
+    Fault(GuestFault),
+}
+
+impl Exit {
+    /// The monitor's exit status for this end.
+    pub fn status(&self) -> u8 {
+        match self {
+            Exit::Halt(s) => *s,
+            Exit::Fault(_) => sturdy_abi::hypercall::EXIT_ABORT,
+        }
+    }
+}
+
+pub struct Vm {
+    _vm: VmFd,
+    vcpu: VcpuFd,
+    mem: GuestMemory,
+    devices: Devices,
+    mode: Mode,
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { what, source }
+}
+
+impl Vm {
+    /// Loads the kernel, attaches devices and sets up memory and the vCPU.
+    pub fn build(config: &Config) -> Result<Vm, VmError> {
+        let image = std::fs::read(&config.kernel).map_err(|source| VmError::OpenKernel {
+            path: config.kernel.display().to_string(),
+            source,
+        })?;
+        let LoadPlan {
+            entry,
+            kernel_end,
+            segments,
+            mut manifest,
+            sturdy,
+        } = loader::parse(&image, config.mem_size)?;
+        let mode = match sturdy {
+            Some(info) if info.flags & FLAG_DEPRIVILEGED != 0 => Mode::Deprivileged,
+            _ => Mode::Upstream,
+        };
+
+        let devices = attach_devices(config, &mut manifest)?;
+
+        let kvm = Kvm::new().map_err(|source| VmError::Kvm {
+            what: "cannot open /dev/kvm (is KVM available and are you allowed to use it?)",
+            source,
+        })?;
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let mut mem = GuestMemory::new(config.mem_size)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: config.mem_size,
+            userspace_addr: mem.host_base(),
+        };
+        // SAFETY: the region describes `mem`, a live mapping of exactly mem_size bytes, which
+        // outlives the VM: both are owned by the returned Vm and `mem` is never unmapped first
+        // (fields drop in declaration order: _vm before mem).
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+
+        // Kernel image (spec 1.2 rules 6 and 7): copy, then protect non-writable segments.
+        for s in &segments {
+            let bytes = &image[s.file_offset as usize..(s.file_offset + s.filesz) as usize];
+            mem.setup_write(s.vaddr, bytes)?;
+        }
+        let layout = cpu::setup_memory(&mut mem, mode, &segments, kernel_end)?;
+        for s in segments.iter().filter(|s| !s.write) {
+            mem.protect_read_only(s.start, s.end)?;
+            mem.deny_writes(s.start..s.end);
+        }
+
+        let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let tsc_khz = vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?;
+        write_boot_info(
+            &mem,
+            &manifest,
+            &config.guest_cmdline,
+            BootInfo {
+                mem_size: layout.usable_end,
+                kernel_end,
+                cpu_cycle_freq: u64::from(tsc_khz) * 1000,
+                ..Default::default()
+            },
+        )?;
+        cpu::setup_vcpu(&kvm, &vcpu, mode, entry, &layout)?;
+        // `kvm` (the /dev/kvm descriptor) is dropped here: the run needs only the VM and vCPU.
+        Ok(Vm {
+            _vm: vm,
+            vcpu,
+            mem,
+            devices,
+            mode,
+        })
+    }
+
+    /// Whether the guest runs deprivileged (CPL 3).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Drops privileges and runs the guest until it halts, faults, or is stopped.
+    pub fn run(mut self) -> Result<Exit, VmError> {
+        sandbox::enter().map_err(VmError::Sandbox)?;
+        loop {
+            // Copy what the exit says out of kvm_run before touching the vCPU again.
+            let exit = match self.vcpu.run() {
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    let mut value = [0u8; 4];
+                    let n = data.len().min(4);
+                    value[..n].copy_from_slice(&data[..n]);
+                    Event::Out(port, value, data.len())
+                }
+                Ok(VcpuExit::IoIn(port, _)) => Event::Stop(VmError::InvalidPort { port }),
+                Ok(VcpuExit::MmioWrite(gpa, _)) | Ok(VcpuExit::MmioRead(gpa, _)) => Event::Mmio(gpa),
+                Ok(VcpuExit::Hlt) => Event::Stopped("the guest halted the CPU (hlt)"),
+                Ok(VcpuExit::Shutdown) => Event::Stopped("triple fault (KVM shutdown)"),
+                Ok(VcpuExit::InternalError) => Event::Stopped(
+                    "KVM internal error (on PVM hosts: a CPL 0 guest used SSE/x87 instructions, which cannot be emulated)",
+                ),
+                Ok(VcpuExit::FailEntry(reason, _)) => Event::Stop(VmError::GuestStopped(format!(
+                    "KVM could not enter the guest (hardware entry failure reason {reason:#x})"
+                ))),
+                Ok(other) => Event::Stop(VmError::GuestStopped(format!("unexpected KVM exit: {other:?}"))),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) if e.errno() == libc::EFAULT => {
+                    Event::Stopped("host/guest translation fault (a guest write to read-only memory)")
+                }
+                Err(source) => Event::Stop(VmError::Kvm { what: "KVM_RUN", source }),
+            };
+            match exit {
+                Event::Out(port, value, len) => {
+                    if self.mode == Mode::Deprivileged && port == FAULT_PORT && len == 4 {
+                        return self.fault(u64::from(u32::from_le_bytes(value)));
+                    }
+                    let data = &value[..len.min(4)];
+                    let data = if len == data.len() { data } else { &[][..] };
+                    match hypercall::dispatch(&self.mem, &self.devices, port, data)? {
+                        Next::Continue => {}
+                        Next::Halt(status) => return Ok(Exit::Halt(status)),
+                    }
+                }
+                Event::Mmio(gpa) if gpa < self.mem.size() => {
+                    return Err(self.stopped(&format!(
+                        "host/guest translation fault: guest write to read-only memory at gpa={gpa:#x}"
+                    )));
+                }
+                Event::Mmio(gpa) => {
+                    return Err(
+                        self.stopped(&format!("guest access to unbacked memory at gpa={gpa:#x}"))
+                    );
+                }
+                Event::Stopped(what) => return Err(self.stopped(what)),
+                Event::Stop(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A fault stub reported a CPU exception; the frame is on the monitor's fault stack.
+    fn fault(&self, frame_gpa: u64) -> Result<Exit, VmError> {
+        let frame = FaultFrame::read(&self.mem, frame_gpa).ok_or_else(|| {
+            VmError::GuestStopped(format!("malformed fault report (frame at {frame_gpa:#x})"))
+        })?;
+        let cr2 = self.vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
+        Ok(Exit::Fault(GuestFault { frame, cr2 }))
+    }
+
+    /// An error naming where the guest was when it stopped.
+    fn stopped(&self, what: &str) -> VmError {
+        let mut msg = what.to_string();
+        if let Ok(regs) = self.vcpu.get_regs() {
+            msg += &format!(" at rip={:#x}, rsp={:#x}", regs.rip, regs.rsp);
+        }
+        if let Ok(sregs) = self.vcpu.get_sregs() {
+            msg += &format!(", cr2={:#x}", sregs.cr2);
+        }
+        if let Ok(ev) = self.vcpu.get_vcpu_events() {
+            if ev.exception.injected != 0 || ev.exception.pending != 0 {
+                let (mnemonic, _) = crate::fault::vector_name(u64::from(ev.exception.nr));
+                msg += &format!(
+                    ", pending exception {mnemonic} (error code {:#x})",
+                    ev.exception.error_code
+                );
+            }
+        }
+        VmError::GuestStopped(msg)
+    }
+}
+
+enum Event {
+    Out(u16, [u8; 4], usize),
+    Mmio(u64),
+    Stopped(&'static str),
+    Stop(VmError),
+}
+
+/// Opens every device given on the command line, checks it against the manifest (a module
+/// refuses a host resource the guest did not declare), and requires every declared device to be
+/// attached (spec 2).
+fn attach_devices(config: &Config, manifest: &mut Manifest) -> Result<Devices, VmError> {
+    let declared = |m: &Manifest| {
+        let names: Vec<String> = m.devices().iter().map(|d| d.name.clone()).collect();
+        if names.is_empty() {
+            "it declares no devices".to_string()
+        } else {
+            format!("it declares: {}", names.join(", "))
+        }
+    };
+    let mut devices: Vec<Option<Device>> = Vec::new();
+    let mut put = |handle: u64, dev: Device| {
+        let h = handle as usize;
+        if devices.len() <= h {
+            devices.resize_with(h + 1, || None);
+        }
+        devices[h] = Some(dev);
+    };
+    for b in &config.blocks {
+        let handle = match manifest.find(&b.name) {
+            Some(d) if matches!(d.kind, DeviceKind::Block) => d.handle,
+            _ => {
+                return Err(VmError::Attach(format!(
+                    "--block:{}: the unikernel has no block device named '{}' ({})",
+                    b.name,
+                    b.name,
+                    declared(manifest)
+                )))
+            }
+        };
+        let dev = BlockDevice::open(&b.name, &b.path, b.sector_size)?;
+        manifest.attach_block(handle, dev.capacity, dev.block_size as u16);
+        put(handle, Device::Block(dev));
+    }
+    for n in &config.nets {
+        let handle = match manifest.find(&n.name) {
+            Some(d) if matches!(d.kind, DeviceKind::Net) => d.handle,
+            _ => {
+                return Err(VmError::Attach(format!(
+                    "--net:{}: the unikernel has no network device named '{}' ({})",
+                    n.name,
+                    n.name,
+                    declared(manifest)
+                )))
+            }
+        };
+        let mac = n.mac.unwrap_or_else(random_mac);
+        let dev = match &n.target {
+            NetTarget::Tap(iface) => NetDevice::open_tap(&n.name, iface, mac)?,
+            NetTarget::Fd(fd) => NetDevice::from_fd(&n.name, *fd, mac)?,
+        };
+        manifest.attach_net(handle, mac, dev.mtu);
+        put(handle, Device::Net(dev));
+    }
+    if let Some(d) = manifest.first_unattached() {
+        let type_ = match d.kind {
+            DeviceKind::Block => "BLOCK_BASIC".to_string(),
+            DeviceKind::Net => "NET_BASIC".to_string(),
+            DeviceKind::Other(t) => t.to_string(),
+        };
+        return Err(VmError::Attach(format!(
+            "Device '{}' of type {type_} declared but not attached.",
+            d.name
+        )));
+    }
+    Ok(Devices(devices))
+}
+
+/// Boot info at 0x10000, the manifest copy right after it, the command line after that (spec 4).
+fn write_boot_info(
+    mem: &GuestMemory,
+    manifest: &Manifest,
+    cmdline: &str,
+    mut info: BootInfo,
+) -> Result<(), VmError> {
+    let mft = manifest.encode();
+    let mft_gpa = BOOT_INFO_BASE + BootInfo::SIZE as u64;
+    let cmdline_gpa = mft_gpa + mft.len() as u64;
+    info.mft = mft_gpa;
+    info.cmdline = cmdline_gpa;
+    mem.setup_write(BOOT_INFO_BASE, &info.to_bytes())?;
+    mem.setup_write(mft_gpa, &mft)?;
+    let mut c = cmdline.as_bytes().to_vec();
+    c.push(0);
+    mem.setup_write(cmdline_gpa, &c)?;
+    Ok(())
+}
