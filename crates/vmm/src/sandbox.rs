@@ -95,6 +95,7 @@ fn err(e: impl std::fmt::Display) -> String {
 fn filter() -> Result<BpfProgram, String> {
     let plain = [
         libc::SYS_read,
+        libc::SYS_close,
         libc::SYS_write,
         libc::SYS_pread64,
         libc::SYS_pwrite64,
@@ -128,6 +129,19 @@ fn filter() -> Result<BpfProgram, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
+
+    // Dropping an OwnedFd checks it with fcntl(F_GETFD) in debug builds.
+    let getfd = SeccompCondition::new(
+        1,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::F_GETFD as u64,
+    )
+    .map_err(err)?;
+    rules.insert(
+        libc::SYS_fcntl,
+        vec![SeccompRule::new(vec![getfd]).map_err(err)?],
+    );
 
     // The allocator may map memory, never executable memory.
     let no_exec = SeccompCondition::new(
