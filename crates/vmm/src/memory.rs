@@ -171,7 +171,7 @@ impl GuestMemory {
     /// Makes the host mapping of `[start, end)` read-only (spec 1.2 rule 7), so that neither the
     /// guest (through KVM) nor a monitor bug can write there. Page-aligned ranges only.
     pub fn protect_read_only(&self, start: u64, end: u64) -> Result<(), MemoryError> {
-        assert!(start % 4096 == 0 && end % 4096 == 0 && start <= end && end <= self.size);
+        assert!(start.is_multiple_of(4096) && end.is_multiple_of(4096) && start <= end && end <= self.size);
         if start == end {
             return Ok(());
         }

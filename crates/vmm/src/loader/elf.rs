@@ -53,6 +53,14 @@ pub fn slice(bytes: &[u8], off: u64, len: u64) -> Option<&[u8]> {
     bytes.get(start..start.checked_add(len)?)
 }
 
+/// End of the program header table (`e_phoff + e_phnum * 56`), from a header already checked by
+/// [`Elf::parse`].
+pub fn table_end(bytes: &[u8]) -> Option<u64> {
+    let h = bytes.get(..EHDR_SIZE)?;
+    let count = u64::from(get_u16(h, 56)).checked_mul(PHDR_SIZE as u64)?;
+    get_u64(h, 32).checked_add(count)
+}
+
 fn invalid(reason: String) -> LoadError {
     LoadError::Invalid(reason)
 }

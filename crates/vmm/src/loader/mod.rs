@@ -81,6 +81,22 @@ fn invalid(reason: String) -> LoadError {
     LoadError::Invalid(reason)
 }
 
+/// How many leading bytes of the file [`parse`] needs, given at least its header and program
+/// header table in `head`: the table and every PT_LOAD and PT_NOTE's contents. Debug
+/// information follows them in the file, so the monitor reads only this prefix (a boot-time
+/// saving: guest images with symbols are mostly debug information). `None` if `head` does not
+/// hold a valid header and table; the caller then reads the whole file and lets `parse` say why.
+pub fn needed_len(head: &[u8]) -> Option<u64> {
+    let elf = Elf::parse(head).ok()?;
+    let table_end = elf::table_end(head)?;
+    elf.phdrs
+        .iter()
+        .filter(|ph| matches!(ph.p_type, PT_LOAD | elf::PT_NOTE))
+        .try_fold(table_end, |end, ph| {
+            Some(end.max(ph.p_offset.checked_add(ph.p_filesz)?))
+        })
+}
+
 /// Validates `elf` for a guest of `mem_size` bytes and returns what to load where.
 pub fn parse(elf: &[u8], mem_size: u64) -> Result<LoadPlan, LoadError> {
     let elf = Elf::parse(elf)?;
@@ -289,6 +305,23 @@ mod tests {
             (0x10_2000, 0x10, 0x800, 0x10_3000)
         );
         assert!(s[2].write && !s[2].exec);
+    }
+
+    #[test]
+    fn needed_len_covers_everything_parse_reads() {
+        let mut f = Image::hvt().build();
+        let n = needed_len(&f).expect("valid header") as usize;
+        assert!(n <= f.len());
+        // Appended bytes (debug information) are not needed, and the prefix parses the same.
+        f.extend_from_slice(&[0xaa; 4096]);
+        assert_eq!(needed_len(&f), Some(n as u64));
+        let whole = parse(&f, MEM).unwrap();
+        let prefix = parse(&f[..n], MEM).unwrap();
+        assert_eq!(whole.segments, prefix.segments);
+        assert_eq!(whole.kernel_end, prefix.kernel_end);
+        // Anything shorter loses a note or a segment.
+        assert!(parse(&f[..n - 1], MEM).is_err());
+        assert_eq!(needed_len(b"not an elf"), None);
     }
 
     #[test]
