@@ -1,0 +1,137 @@
+//! NICs: ARP + ICMP through a real TAP in a namespace (flood ping), two NICs, MTU reporting, and
+//! a NIC on an inherited socketpair descriptor.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn start_in(ns: &NetNs, opts: &[&str], name: &str, args: &[&str]) -> Running {
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
+    cmd.args(opts).arg(guest(name)).args(args);
+    spawn(cmd)
+}
+
+/// Flood-pings `addr` from inside `ns`; returns ping's summary.
+fn flood_ping(ns: &NetNs, addr: &str, count: u32) -> String {
+    let out = ns
+        .command("ping")
+        .args(["-f", "-c", &count.to_string(), "-W", "2", addr])
+        .output()
+        .expect("ping (install iputils-ping)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ping failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn answers_a_flood_ping_through_a_tap_with_no_loss() {
+    let ns = NetNs::new("ping");
+    ns.tap("tap0", "10.0.0.1/24", 1500);
+    let mut g = start_in(&ns, &["--net:service=tap0"], "net", &["--ipv4=10.0.0.2"]);
+    g.wait_for_line("serving", Duration::from_secs(20));
+    let summary = flood_ping(&ns, "10.0.0.2", 2000);
+    assert!(
+        summary.contains("2000 packets transmitted, 2000 received, 0% packet loss"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn two_nics_answer_on_both() {
+    let ns = NetNs::new("net2");
+    ns.tap("tap0", "10.0.0.1/24", 1500);
+    ns.tap("tap1", "10.1.0.1/24", 1500);
+    let mut g = start_in(
+        &ns,
+        &["--net:service0=tap0", "--net:service1=tap1"],
+        "net2",
+        &[],
+    );
+    g.wait_for_line("serving", Duration::from_secs(20));
+    for addr in ["10.0.0.2", "10.1.0.2"] {
+        let summary = flood_ping(&ns, addr, 200);
+        assert!(
+            summary.contains("200 received, 0% packet loss"),
+            "{addr}: {summary}"
+        );
+    }
+}
+
+#[test]
+fn mtu_is_read_from_the_tap() {
+    let ns = NetNs::new("mtu");
+    ns.tap("tap0", "10.0.0.1/24", 9000);
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
+    cmd.args(["--net:service=tap0"]).arg(guest("mtu"));
+    let r = wait(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    r.expect_success().expect_stdout("mtu=9000");
+}
+
+#[test]
+fn tap_errors_name_the_interface() {
+    let ns = NetNs::new("taperr");
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
+    cmd.args(["--net:service=nosuchtap"]).arg(guest("mtu"));
+    let r = wait(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    r.expect_status(1)
+        .expect_stderr("--net:service=nosuchtap: no such network interface");
+}
+
+/// An ARP request for `ip` from MAC 02:00:00:00:00:01, 10.0.0.1.
+fn arp_request(ip: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip);
+    f
+}
+
+#[test]
+fn nic_on_an_inherited_socketpair_fd() {
+    let (ours, theirs) = seqpacket_pair();
+    let mut cmd = hvt();
+    cmd.args([
+        &format!("--net:service=@{}", theirs.as_raw_fd()),
+        "--net-mac:service=02:00:0a:00:00:02",
+        guest("net").to_str().unwrap(),
+        "--ipv4=10.0.0.2",
+    ]);
+    inherit_fd(&mut cmd, theirs.as_raw_fd());
+    let mut g = spawn(cmd);
+    drop(theirs);
+    g.wait_for_line("serving", Duration::from_secs(20));
+
+    let sock = std::os::unix::net::UnixDatagram::from(ours);
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send(&arp_request([10, 0, 0, 2])).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).expect("ARP reply over the socketpair");
+    let reply = &buf[..n];
+    assert_eq!(&reply[12..14], &[0x08, 0x06], "not ARP: {reply:02x?}");
+    assert_eq!(&reply[20..22], &[0, 2], "not an ARP reply: {reply:02x?}");
+    assert_eq!(
+        &reply[22..28],
+        &[2, 0, 10, 0, 0, 2],
+        "sender MAC is not --net-mac: {reply:02x?}"
+    );
+    assert_eq!(&reply[28..32], &[10, 0, 0, 2]);
+}
