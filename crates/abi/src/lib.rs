@@ -13,6 +13,7 @@
 pub mod hypercall;
 pub mod mft;
 pub mod note;
+pub mod ring;
 pub mod sturdy_note;
 
 /// The ABI version an hvt monitor requires (spec 1.1).

@@ -4,6 +4,12 @@
 
 use sturdy_abi::hypercall::{self as hc, BlockIo, Halt, NetIo, Poll, Puts, Walltime};
 
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::ring::RingArea;
 use crate::devices::{clock, console, Device};
 use crate::memory::{Access, GuestMemory};
 use crate::VmError;
@@ -35,10 +41,18 @@ impl Devices {
     }
 }
 
+/// The NIC rings as POLL sees them: where frames wait, and the descriptor the I/O thread
+/// signals when it queued frames for a sleeping guest.
+pub struct PollRing {
+    pub area: Arc<RingArea>,
+    pub wake: EventFd,
+}
+
 /// Handles one `out` exit: `port` and the bytes written.
 pub fn dispatch(
     mem: &GuestMemory,
     devices: &Devices,
+    ring: Option<&PollRing>,
     port: u16,
     data: &[u8],
 ) -> Result<Next, VmError> {
@@ -63,7 +77,7 @@ pub fn dispatch(
                 sturdy_abi::get_u64(&a, Puts::OFF_LEN),
             )?;
         }
-        hc::POLL => poll(mem, devices, gpa)?,
+        hc::POLL => poll(mem, devices, ring, gpa)?,
         hc::BLOCK_WRITE | hc::BLOCK_READ => {
             if !devices.any_block() {
                 return Err(VmError::InvalidHypercall { nr });
@@ -116,14 +130,32 @@ fn read_args<const N: usize>(mem: &GuestMemory, gpa: u64) -> Result<[u8; N], VmE
 }
 
 /// POLL: wait for a readable NIC or the timeout (spec 5). This is how a guest idles.
-fn poll(mem: &GuestMemory, devices: &Devices, gpa: u64) -> Result<(), VmError> {
+fn poll(
+    mem: &GuestMemory,
+    devices: &Devices,
+    ring: Option<&PollRing>,
+    gpa: u64,
+) -> Result<(), VmError> {
     mem.check(gpa, Poll::SIZE as u64, Access::Write)?;
     let a = read_args::<{ Poll::SIZE }>(mem, gpa)?;
-    let timeout_ns = sturdy_abi::get_u64(&a, Poll::OFF_TIMEOUT_NSECS);
+    let mut timeout_ns = sturdy_abi::get_u64(&a, Poll::OFF_TIMEOUT_NSECS);
+    // NICs the guest switched to rings belong to the I/O thread: POLL waits on its signal.
+    let ring = ring.filter(|r| r.area.enabled(mem));
+    let mut ring_ready = ring.map_or(0, |r| r.area.rx_ready(mem));
+    if ring_ready != 0 {
+        timeout_ns = 0;
+    }
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut handles: Vec<u64> = Vec::new();
+    if let Some(r) = ring {
+        fds.push(libc::pollfd { fd: r.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        handles.push(u64::MAX);
+    }
     for (handle, dev) in devices.0.iter().enumerate() {
         if let Some(Device::Net(n)) = dev {
+            if ring.is_some_and(|r| r.area.serves(handle as u64)) {
+                continue;
+            }
             fds.push(libc::pollfd {
                 fd: n.raw_fd(),
                 events: libc::POLLIN,
@@ -147,15 +179,19 @@ fn poll(mem: &GuestMemory, devices: &Devices, gpa: u64) -> Result<(), VmError> {
         )
     };
     let mut ready_set = 0u64;
-    let mut ready = 0i32;
     if rc > 0 {
         for (fd, handle) in fds.iter().zip(&handles) {
             if fd.revents & libc::POLLIN != 0 && *handle < 64 {
                 ready_set |= 1 << handle;
-                ready += 1;
             }
         }
     }
+    if let Some(r) = ring {
+        let _ = r.wake.read();
+        ring_ready |= r.area.rx_ready(mem);
+    }
+    ready_set |= ring_ready;
+    let ready = ready_set.count_ones() as i32;
     mem.write(gpa + Poll::OFF_READY_SET as u64, &ready_set.to_le_bytes())?;
     mem.write(gpa + Poll::OFF_RET as u64, &ready.to_le_bytes())?;
     Ok(())

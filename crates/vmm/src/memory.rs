@@ -7,6 +7,7 @@
 //! writes). Only the setup code writes monitor structures, through [`GuestMemory::setup_write`].
 
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryMmap};
 
@@ -166,6 +167,17 @@ impl GuestMemory {
         self.mem
             .read_slice(buf, GuestAddress(gpa))
             .map_err(|_| GuestAccessError { gpa, len })
+    }
+
+    /// Atomically loads the u32 at `gpa` (shared ring indices and flags), range-checked only:
+    /// the monitor computes these addresses itself.
+    pub fn load_u32(&self, gpa: u64, order: Ordering) -> Result<u32, GuestAccessError> {
+        self.mem.load(GuestAddress(gpa), order).map_err(|_| GuestAccessError { gpa, len: 4 })
+    }
+
+    /// Atomically stores the u32 at `gpa` (see [`Self::load_u32`]).
+    pub fn store_u32(&self, gpa: u64, value: u32, order: Ordering) -> Result<(), GuestAccessError> {
+        self.mem.store(value, GuestAddress(gpa), order).map_err(|_| GuestAccessError { gpa, len: 4 })
     }
 
     /// Makes the host mapping of `[start, end)` read-only (spec 1.2 rule 7), so that neither the

@@ -53,12 +53,13 @@ pub fn exit_on_signals() {
     }
 }
 
-/// Drops every capability, sets no-new-privs and installs the seccomp allow-list. After this
+/// Drops every capability, sets no-new-privs and installs the seccomp allow-list on every
+/// thread of the process (the vCPU thread and the NIC I/O thread). After this
 /// the process can only run the vCPU, do I/O on descriptors it already holds, and exit.
 pub fn enter() -> Result<(), String> {
     drop_capabilities()?;
     let program = filter()?;
-    seccompiler::apply_filter(&program).map_err(err)
+    seccompiler::apply_filter_all_threads(&program).map_err(err)
 }
 
 fn drop_capabilities() -> Result<(), String> {
@@ -112,6 +113,10 @@ fn filter() -> Result<BpfProgram, String> {
         libc::SYS_madvise,
         libc::SYS_futex,
         libc::SYS_sched_yield,
+        // The NIC I/O thread.
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_ctl,
     ];
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = plain.iter().map(|&nr| (nr, vec![])).collect();
 
@@ -143,18 +148,18 @@ fn filter() -> Result<BpfProgram, String> {
         vec![SeccompRule::new(vec![getfd]).map_err(err)?],
     );
 
-    // The allocator may map memory, never executable memory.
-    let no_exec = SeccompCondition::new(
-        2,
-        SeccompCmpArgLen::Dword,
-        SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
-        0,
-    )
-    .map_err(err)?;
-    rules.insert(
-        libc::SYS_mmap,
-        vec![SeccompRule::new(vec![no_exec]).map_err(err)?],
-    );
+    // The allocator may map memory and change its protection (a new thread's malloc arena),
+    // never to executable.
+    for nr in [libc::SYS_mmap, libc::SYS_mprotect] {
+        let no_exec = SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
+            0,
+        )
+        .map_err(err)?;
+        rules.insert(nr, vec![SeccompRule::new(vec![no_exec]).map_err(err)?]);
+    }
 
     let filter = SeccompFilter::new(
         rules,

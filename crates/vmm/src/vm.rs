@@ -2,7 +2,11 @@
 //! halts, faults, or the monitor stops it.
 
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::sync::Arc;
+
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuExit, VcpuFd, VmFd};
+use sturdy_abi::ring::{DOORBELL_PORT, HOST_FEATURE_STURDY_RING};
+use vmm_sys_util::eventfd::EventFd;
 use sturdy_abi::sturdy_note::FLAG_DEPRIVILEGED;
 use sturdy_abi::{BootInfo, BOOT_INFO_BASE};
 
@@ -10,6 +14,7 @@ use crate::cmdline::{Config, NetTarget};
 use crate::cpu::{self, FaultFrame, Mode, FAULT_PORT};
 use crate::devices::block::BlockDevice;
 use crate::devices::net::{random_mac, NetDevice};
+use crate::devices::ring::{self, RingArea};
 use crate::devices::Device;
 use crate::fault::GuestFault;
 use crate::hypercall::{self, Devices, Next};
@@ -40,9 +45,19 @@ impl Exit {
 pub struct Vm {
     _vm: VmFd,
     vcpu: VcpuFd,
-    mem: GuestMemory,
+    mem: Arc<GuestMemory>,
     devices: Devices,
     mode: Mode,
+    ring: Option<Rings>,
+}
+
+/// NIC rings offered to a deprivileged guest, and the descriptors that signal across them.
+struct Rings {
+    area: Arc<RingArea>,
+    /// Signalled by the guest's `out` to the doorbell port (KVM ioeventfd), read by the I/O thread.
+    doorbell: EventFd,
+    /// Signalled by the I/O thread to end the guest's POLL.
+    wake: EventFd,
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -94,34 +109,25 @@ impl Vm {
             let bytes = &image[s.file_offset as usize..(s.file_offset + s.filesz) as usize];
             mem.setup_write(s.vaddr, bytes)?;
         }
-        let layout = cpu::setup_memory(&mut mem, mode, &segments, kernel_end)?;
+        let mut layout = cpu::setup_memory(&mut mem, mode, &segments, kernel_end)?;
         for s in segments.iter().filter(|s| !s.write) {
             mem.protect_read_only(s.start, s.end)?;
             mem.deny_writes(s.start..s.end);
         }
+        let mut boot_info = BootInfo { kernel_end, ..Default::default() };
+        let ring = match mode {
+            Mode::Deprivileged => setup_rings(&vm, &mem, &devices, kernel_end, &mut layout, &mut boot_info)?,
+            Mode::Upstream => None,
+        };
 
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let tsc_khz = vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?;
-        write_boot_info(
-            &mem,
-            &manifest,
-            &config.guest_cmdline,
-            BootInfo {
-                mem_size: layout.usable_end,
-                kernel_end,
-                cpu_cycle_freq: u64::from(tsc_khz) * 1000,
-                ..Default::default()
-            },
-        )?;
+        boot_info.mem_size = layout.usable_end;
+        boot_info.cpu_cycle_freq = u64::from(tsc_khz) * 1000;
+        write_boot_info(&mem, &manifest, &config.guest_cmdline, boot_info)?;
         cpu::setup_vcpu(&kvm, &vcpu, mode, entry, &layout)?;
         // `kvm` (the /dev/kvm descriptor) is dropped here: the run needs only the VM and vCPU.
-        Ok(Vm {
-            _vm: vm,
-            vcpu,
-            mem,
-            devices,
-            mode,
-        })
+        Ok(Vm { _vm: vm, vcpu, mem: Arc::new(mem), devices, mode, ring })
     }
 
     /// Whether the guest runs deprivileged (CPL 3).
@@ -131,6 +137,15 @@ impl Vm {
 
     /// Drops privileges and runs the guest until it halts, faults, or is stopped.
     pub fn run(mut self) -> Result<Exit, VmError> {
+        let poll_ring = match self.ring.take() {
+            Some(r) => {
+                let wake = r.wake.try_clone().map_err(|e| VmError::Sandbox(format!("eventfd: {e}")))?;
+                ring::spawn_io_thread(self.mem.clone(), r.area.clone(), r.doorbell, wake)
+                    .map_err(|e| VmError::Sandbox(format!("cannot start the NIC I/O thread: {e}")))?;
+                Some(hypercall::PollRing { area: r.area, wake: r.wake })
+            }
+            None => None,
+        };
         sandbox::enter().map_err(VmError::Sandbox)?;
         loop {
             // Copy what the exit says out of kvm_run before touching the vCPU again.
@@ -165,7 +180,7 @@ impl Vm {
                     }
                     let data = &value[..len.min(4)];
                     let data = if len == data.len() { data } else { &[][..] };
-                    match hypercall::dispatch(&self.mem, &self.devices, port, data)? {
+                    match hypercall::dispatch(&self.mem, &self.devices, poll_ring.as_ref(), port, data)? {
                         Next::Continue => {}
                         Next::Halt(status) => return Ok(Exit::Halt(status)),
                     }
@@ -222,6 +237,44 @@ enum Event {
     Mmio(u64),
     Stopped(&'static str),
     Stop(VmError),
+}
+
+/// Offers NIC rings (sturdy_abi::ring) to a deprivileged guest with NICs: carves the area from
+/// the top of its usable memory, writes the header, registers the doorbell ioeventfd.
+fn setup_rings(
+    vm: &VmFd,
+    mem: &GuestMemory,
+    devices: &Devices,
+    kernel_end: u64,
+    layout: &mut cpu::Layout,
+    boot_info: &mut BootInfo,
+) -> Result<Option<Rings>, VmError> {
+    let nics: Vec<(u64, i32, u32)> = devices
+        .0
+        .iter()
+        .enumerate()
+        .filter_map(|(h, d)| match d {
+            Some(Device::Net(n)) => Some((h as u64, n.raw_fd(), u32::from(n.mtu) + 14)),
+            _ => None,
+        })
+        .collect();
+    if nics.is_empty() {
+        return Ok(None);
+    }
+    let area = RingArea::plan(&nics, layout.usable_end);
+    // The kernel, the rings, and at least 2 MiB for heap and stack.
+    if area.base < kernel_end.div_ceil(2 << 20) * (2 << 20) + (2 << 20) {
+        return Err(cpu::CpuError::TooSmall.into());
+    }
+    area.write_header(mem)?;
+    let eventfd = || EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError::Sandbox(format!("eventfd: {e}")));
+    let (doorbell, wake) = (eventfd()?, eventfd()?);
+    vm.register_ioevent(&doorbell, &IoEventAddress::Pio(u64::from(DOORBELL_PORT)), NoDatamatch)
+        .map_err(kvm_err("KVM_IOEVENTFD"))?;
+    layout.usable_end = area.base;
+    boot_info.host_features |= HOST_FEATURE_STURDY_RING;
+    boot_info.net_ring = area.base;
+    Ok(Some(Rings { area: Arc::new(area), doorbell, wake }))
 }
 
 /// Reads the part of the kernel file the loader needs (see [`loader::needed_len`]): headers,

@@ -10,7 +10,7 @@ use core::fmt::Write;
 use sturdy_abi::{BootInfo, CMDLINE_SIZE};
 
 use crate::console::{self, Buffered, Level};
-use crate::{exit, manifest, println, time, Env};
+use crate::{exit, manifest, println, ring, time, Env};
 
 unsafe extern "Rust" {
     /// The application's `main`, defined by [`main!`](crate::main).
@@ -47,6 +47,7 @@ extern "C" fn entry(boot_info: *const BootInfo) -> ! {
     if let Err(e) = manifest::init(boot_info) {
         fatal(e);
     }
+    ring::init(boot_info);
     if console::enabled(Level::Info) {
         banner(boot_info);
     }

@@ -67,6 +67,7 @@ mod manifest;
 mod mem;
 mod net;
 mod poll;
+mod ring;
 pub mod time;
 
 pub use block::Block;

@@ -1,11 +1,13 @@
-//! Network devices (manifest type NET_BASIC): raw Ethernet frames, one per NET_READ or NET_WRITE
-//! hypercall (spec 5). Wait for frames with [`poll`](crate::poll).
+//! Network devices (manifest type NET_BASIC): raw Ethernet frames. Under sturdy-hvt they move
+//! through shared-memory rings ([`ring`](crate::ring)) without an exit per frame; elsewhere one
+//! NET_READ or NET_WRITE hypercall per frame (spec 5). Wait for frames with [`poll`](crate::poll).
 
 use core::fmt;
 
 use sturdy_abi::mft::MFT_DEV_NET_BASIC;
 
-use crate::{hypercall, manifest, Error};
+use crate::ring::NicRing;
+use crate::{hypercall, manifest, ring, Error};
 
 /// Bytes of Ethernet header (destination, source, EtherType) on top of the MTU.
 const ETHERNET_HEADER_LEN: usize = 14;
@@ -16,6 +18,7 @@ pub struct Net {
     handle: u64,
     mac: MacAddr,
     mtu: usize,
+    ring: Option<NicRing>,
 }
 
 impl Net {
@@ -26,6 +29,7 @@ impl Net {
             handle,
             mac: MacAddr(entry.mac()),
             mtu: usize::from(entry.mtu()),
+            ring: ring::open(handle),
         })
     }
 
@@ -55,6 +59,9 @@ impl Net {
         if buf.len() < self.max_frame_len() {
             return Err(Error::BadRequest);
         }
+        if let Some(ring) = &self.ring {
+            return ring.read(buf).ok_or(Error::Again);
+        }
         let (ret, len) = hypercall::net_read(self.handle, buf);
         Error::check(ret).map(|()| len)
     }
@@ -64,7 +71,21 @@ impl Net {
         if frame.len() < ETHERNET_HEADER_LEN || frame.len() > self.max_frame_len() {
             return Err(Error::BadRequest);
         }
+        if let Some(ring) = &self.ring {
+            return if ring.write(frame) { Ok(()) } else { Err(Error::Again) };
+        }
         Error::check(hypercall::net_write(self.handle, frame))
+    }
+
+    /// Whether [`write`](Net::write) can take a frame now (false while the TX ring is full).
+    pub fn can_write(&self) -> bool {
+        self.ring.as_ref().is_none_or(NicRing::can_write)
+    }
+
+    /// Whether a received frame is waiting (always true without rings: then only
+    /// [`read`](Net::read) can tell).
+    pub fn can_read(&self) -> bool {
+        self.ring.as_ref().is_none_or(NicRing::rx_pending)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod block;
 pub mod clock;
 pub mod console;
 pub mod net;
+pub mod ring;
 
 /// A device attached to a manifest entry, indexed by its handle.
 pub enum Device {

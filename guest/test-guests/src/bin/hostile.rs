@@ -34,6 +34,8 @@ const ATTACKS: &[&str] = &[
     "write-pagetable",
     "write-text",
     "halt-cookie-oob",
+    "ring-tx-tail",
+    "ring-rx-head",
 ];
 
 /// Guest address 0x2000 holds the monitor's page tables (spec 3).
@@ -104,9 +106,32 @@ fn main(env: &Env) -> i32 {
             // SAFETY: the monitor must refuse the cookie; it points at no guest memory.
             unsafe { hypercall(HALT, &mut arg) };
         }
+        "ring-tx-tail" => corrupt_ring(env, &net, 8, 64),
+        "ring-rx-head" => corrupt_ring(env, &net, 16, 0),
         _ => unreachable!("checked against ATTACKS"),
     }
     not_stopped(format_args!("{attack}"))
+}
+
+/// Writes a far-off index into a field of one of `net`'s shared rings (`ring_field` 8: its TX
+/// ring, 16: its RX ring, in the NIC table entry; `index_off` 64: tail, 0: head), rings the
+/// doorbell and waits: the monitor's I/O thread must stop the guest (sturdy_rt::abi::ring).
+fn corrupt_ring(env: &Env, net: &Net, ring_field: usize, index_off: usize) {
+    let info = env.boot_info();
+    if info.host_features & sturdy_rt::abi::ring::HOST_FEATURE_STURDY_RING == 0 {
+        test_guests::fail(format_args!("the monitor offers no NIC rings"));
+    }
+    let base = info.net_ring as usize;
+    // SAFETY: the ring area is guest memory the monitor maps read-write for the guest; the
+    // NIC table's first entry is this guest's only NIC. The writes are the attack.
+    unsafe {
+        let entry = base + sturdy_rt::abi::ring::OFF_NIC_TABLE as usize;
+        assert_eq!(core::ptr::read_volatile(entry as *const u64), net.handle());
+        let ring = base + core::ptr::read_volatile((entry + ring_field) as *const u64) as usize;
+        core::ptr::write_volatile((ring + index_off) as *mut u32, 100_000);
+        out(sturdy_rt::abi::ring::DOORBELL_PORT, 0);
+    }
+    sturdy_rt::poll(core::time::Duration::from_secs(5));
 }
 
 /// PUTS of `len` bytes at guest address `data`.
