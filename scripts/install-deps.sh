@@ -10,6 +10,10 @@ have ping || need+=(iputils-ping)
 have gcc || need+=(gcc)
 have readelf || need+=(binutils)
 have hyperfine || need+=(hyperfine)
+have redis-cli || need+=(redis-tools)
+have redis-server || need+=(redis-server)
+have wrk || need+=(wrk)
+have curl || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"

@@ -33,6 +33,7 @@ fn main() {
         "guest/rt",
         "guest/test-guests",
         "crates/abi",
+        "crates/bootcfg",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }

@@ -12,10 +12,13 @@ pub struct Env {
 
 impl Env {
     /// The arguments given after the kernel on the monitor's command line, without the leading
-    /// `--solo5:` options sturdy-rt consumed. The monitor joins them with single spaces and
+    /// `--solo5:` options and the `--sturdy.` boot configuration sturdy-rt consumed. The monitor joins them with single spaces and
     /// does no quoting (spec 4), so an argument never contains a space.
     pub fn args(&self) -> impl Iterator<Item = &'static str> {
-        self.cmdline.split_ascii_whitespace()
+        // The boot configuration (`--sturdy.*`, docs/bootcfg.md) is the SDK's, not the app's.
+        self.cmdline
+            .split_ascii_whitespace()
+            .filter(|a| !a.starts_with("--sturdy."))
     }
 
     /// The value of the first argument `--NAME=VALUE`: `env.option("ipv4")` for `--ipv4=10.0.0.2`.

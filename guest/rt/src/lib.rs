@@ -23,6 +23,40 @@
 //! The same image runs on sturdy-hvt and on upstream solo5-hvt. It follows the hvt ABI
 //! (`shared/spec/solo5-hvt-abi.md`, cited below as "spec N").
 //!
+//! # Network applications
+//!
+//! A guest has a heap (`alloc` works: `Box`, `Vec`, `String`), a TCP/IP stack (smoltcp: ARP,
+//! IPv4, ICMP echo replies, TCP, UDP) and a single-threaded async executor with timers
+//! ([`task`]), so one unikernel serves hundreds of connections at once. It reaches the network
+//! only through [`caps`]: it asks for a capability by name and can connect to it, or serves an
+//! endpoint it provides; there is no way to connect to an arbitrary address. Addresses and
+//! capabilities come from the boot configuration on the command line (`docs/bootcfg.md`,
+//! [`bootcfg`]), which the plan writes.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//!
+//! use sturdy_rt::{caps, spawn, Env, OrExit, TcpStream};
+//!
+//! sturdy_rt::main_async!(main);
+//! sturdy_rt::manifest!(net "service");
+//!
+//! async fn main(_env: &Env) {
+//!     let db = caps::tcp("db").or_exit(); // exits 1, naming 'db', if it was not given
+//!     let http = caps::listen("http").or_exit();
+//!     loop {
+//!         let client = http.accept().await;
+//!         spawn(serve(client, db.clone()));
+//!     }
+//! }
+//!
+//! async fn serve(mut client: TcpStream, db: caps::TcpCap) {
+//!     let Ok(mut conn) = db.connect().await else { return };
+//!     // ... read a request from `client`, ask `conn`, answer ...
+//! }
+//! ```
+//!
 //! # Deprivileged by default
 //!
 //! [`main!`] also emits sturdy's note declaring that the guest executes no privileged
@@ -56,30 +90,48 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
 mod block;
 mod boot;
+pub mod caps;
+mod config;
 pub mod console;
 mod env;
 mod error;
 mod exit;
+mod global;
+mod heap;
 pub mod hypercall;
 mod manifest;
 mod mem;
 mod net;
 mod poll;
 mod ring;
+mod start;
+pub mod task;
+mod tcpip;
+mod termination;
 pub mod time;
 
 pub use block::Block;
+pub use config::boot_config;
 pub use env::Env;
 pub use error::Error;
 pub use exit::{abort, exit};
 pub use net::{MacAddr, Net};
 pub use poll::{poll, poll_until, ReadySet};
+#[doc(hidden)]
+pub use start::__run;
 pub use sturdy_abi as abi;
+pub use sturdy_bootcfg as bootcfg;
+pub use task::{block_on, sleep, sleep_until, spawn, timeout, Elapsed, JoinHandle, Sleep};
+pub use tcpip::{NetError, Peer, TcpListener, TcpStream, UdpEndpoint, UdpSocket};
+pub use termination::{OrExit, Termination};
 pub use time::Instant;
 
-/// Declares the guest's entry point: `sturdy_rt::main!(main)` with `fn main(env: &Env) -> i32`.
+/// Declares the guest's entry point: `sturdy_rt::main!(main)` with `fn main(env: &Env) -> R`,
+/// where `R` is an exit status (`i32`), `()`, or a `Result` (see [`Termination`]).
 ///
 /// sturdy-rt calls it once boot is done and halts with the status it returns. The macro also
 /// emits the notes every guest needs: Solo5's ABI1 note (spec 1.1) and, unless the guest is
@@ -108,9 +160,25 @@ macro_rules! main {
             // Called by sturdy-rt's boot code; a second `main!` is a duplicate symbol.
             #[unsafe(no_mangle)]
             fn __sturdy_rt_main(env: &$crate::Env) -> i32 {
-                let main: fn(&$crate::Env) -> i32 = $main;
-                main(env)
+                $crate::__run(env, $main)
             }
+        };
+    };
+}
+
+/// Declares an `async` entry point: `sturdy_rt::main_async!(main)` with
+/// `async fn main(env: &Env) -> R`, `R` as for [`main!`].
+///
+/// `main` runs in [`block_on`]: it can `.await` sockets and timers and [`spawn`] tasks, which
+/// run until `main` returns. The guest then halts with the status `main` returned.
+#[macro_export]
+macro_rules! main_async {
+    ($main:path) => {
+        const _: () = {
+            fn __sturdy_rt_main_async(env: &$crate::Env) -> impl $crate::Termination + use<> {
+                $crate::block_on($main(env))
+            }
+            $crate::main!(__sturdy_rt_main_async);
         };
     };
 }

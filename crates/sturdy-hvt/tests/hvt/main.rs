@@ -9,3 +9,4 @@ mod devices;
 mod hostile;
 mod malformed;
 mod network;
+mod sdk_net;
