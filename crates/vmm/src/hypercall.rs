@@ -148,7 +148,11 @@ fn poll(
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut handles: Vec<u64> = Vec::new();
     if let Some(r) = ring {
-        fds.push(libc::pollfd { fd: r.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        fds.push(libc::pollfd {
+            fd: r.wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
         handles.push(u64::MAX);
     }
     for (handle, dev) in devices.0.iter().enumerate() {

@@ -172,18 +172,27 @@ impl GuestMemory {
     /// Atomically loads the u32 at `gpa` (shared ring indices and flags), range-checked only:
     /// the monitor computes these addresses itself.
     pub fn load_u32(&self, gpa: u64, order: Ordering) -> Result<u32, GuestAccessError> {
-        self.mem.load(GuestAddress(gpa), order).map_err(|_| GuestAccessError { gpa, len: 4 })
+        self.mem
+            .load(GuestAddress(gpa), order)
+            .map_err(|_| GuestAccessError { gpa, len: 4 })
     }
 
     /// Atomically stores the u32 at `gpa` (see [`Self::load_u32`]).
     pub fn store_u32(&self, gpa: u64, value: u32, order: Ordering) -> Result<(), GuestAccessError> {
-        self.mem.store(value, GuestAddress(gpa), order).map_err(|_| GuestAccessError { gpa, len: 4 })
+        self.mem
+            .store(value, GuestAddress(gpa), order)
+            .map_err(|_| GuestAccessError { gpa, len: 4 })
     }
 
     /// Makes the host mapping of `[start, end)` read-only (spec 1.2 rule 7), so that neither the
     /// guest (through KVM) nor a monitor bug can write there. Page-aligned ranges only.
     pub fn protect_read_only(&self, start: u64, end: u64) -> Result<(), MemoryError> {
-        assert!(start.is_multiple_of(4096) && end.is_multiple_of(4096) && start <= end && end <= self.size);
+        assert!(
+            start.is_multiple_of(4096)
+                && end.is_multiple_of(4096)
+                && start <= end
+                && end <= self.size
+        );
         if start == end {
             return Ok(());
         }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuExit, VcpuFd, VmFd};
 use sturdy_abi::ring::{DOORBELL_PORT, HOST_FEATURE_STURDY_RING};
-use vmm_sys_util::eventfd::EventFd;
 use sturdy_abi::sturdy_note::FLAG_DEPRIVILEGED;
 use sturdy_abi::{BootInfo, BOOT_INFO_BASE};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::cmdline::{Config, NetTarget};
 use crate::cpu::{self, FaultFrame, Mode, FAULT_PORT};
@@ -114,9 +114,14 @@ impl Vm {
             mem.protect_read_only(s.start, s.end)?;
             mem.deny_writes(s.start..s.end);
         }
-        let mut boot_info = BootInfo { kernel_end, ..Default::default() };
+        let mut boot_info = BootInfo {
+            kernel_end,
+            ..Default::default()
+        };
         let ring = match mode {
-            Mode::Deprivileged => setup_rings(&vm, &mem, &devices, kernel_end, &mut layout, &mut boot_info)?,
+            Mode::Deprivileged => {
+                setup_rings(&vm, &mem, &devices, kernel_end, &mut layout, &mut boot_info)?
+            }
             Mode::Upstream => None,
         };
 
@@ -127,7 +132,14 @@ impl Vm {
         write_boot_info(&mem, &manifest, &config.guest_cmdline, boot_info)?;
         cpu::setup_vcpu(&kvm, &vcpu, mode, entry, &layout)?;
         // `kvm` (the /dev/kvm descriptor) is dropped here: the run needs only the VM and vCPU.
-        Ok(Vm { _vm: vm, vcpu, mem: Arc::new(mem), devices, mode, ring })
+        Ok(Vm {
+            _vm: vm,
+            vcpu,
+            mem: Arc::new(mem),
+            devices,
+            mode,
+            ring,
+        })
     }
 
     /// Whether the guest runs deprivileged (CPL 3).
@@ -139,10 +151,17 @@ impl Vm {
     pub fn run(mut self) -> Result<Exit, VmError> {
         let poll_ring = match self.ring.take() {
             Some(r) => {
-                let wake = r.wake.try_clone().map_err(|e| VmError::Sandbox(format!("eventfd: {e}")))?;
-                ring::spawn_io_thread(self.mem.clone(), r.area.clone(), r.doorbell, wake)
-                    .map_err(|e| VmError::Sandbox(format!("cannot start the NIC I/O thread: {e}")))?;
-                Some(hypercall::PollRing { area: r.area, wake: r.wake })
+                let wake = r
+                    .wake
+                    .try_clone()
+                    .map_err(|e| VmError::Sandbox(format!("eventfd: {e}")))?;
+                ring::spawn_io_thread(self.mem.clone(), r.area.clone(), r.doorbell, wake).map_err(
+                    |e| VmError::Sandbox(format!("cannot start the NIC I/O thread: {e}")),
+                )?;
+                Some(hypercall::PollRing {
+                    area: r.area,
+                    wake: r.wake,
+                })
             }
             None => None,
         };
@@ -180,7 +199,13 @@ impl Vm {
                     }
                     let data = &value[..len.min(4)];
                     let data = if len == data.len() { data } else { &[][..] };
-                    match hypercall::dispatch(&self.mem, &self.devices, poll_ring.as_ref(), port, data)? {
+                    match hypercall::dispatch(
+                        &self.mem,
+                        &self.devices,
+                        poll_ring.as_ref(),
+                        port,
+                        data,
+                    )? {
                         Next::Continue => {}
                         Next::Halt(status) => return Ok(Exit::Halt(status)),
                     }
@@ -267,14 +292,23 @@ fn setup_rings(
         return Err(cpu::CpuError::TooSmall.into());
     }
     area.write_header(mem)?;
-    let eventfd = || EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError::Sandbox(format!("eventfd: {e}")));
+    let eventfd =
+        || EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError::Sandbox(format!("eventfd: {e}")));
     let (doorbell, wake) = (eventfd()?, eventfd()?);
-    vm.register_ioevent(&doorbell, &IoEventAddress::Pio(u64::from(DOORBELL_PORT)), NoDatamatch)
-        .map_err(kvm_err("KVM_IOEVENTFD"))?;
+    vm.register_ioevent(
+        &doorbell,
+        &IoEventAddress::Pio(u64::from(DOORBELL_PORT)),
+        NoDatamatch,
+    )
+    .map_err(kvm_err("KVM_IOEVENTFD"))?;
     layout.usable_end = area.base;
     boot_info.host_features |= HOST_FEATURE_STURDY_RING;
     boot_info.net_ring = area.base;
-    Ok(Some(Rings { area: Arc::new(area), doorbell, wake }))
+    Ok(Some(Rings {
+        area: Arc::new(area),
+        doorbell,
+        wake,
+    }))
 }
 
 /// Reads the part of the kernel file the loader needs (see [`loader::needed_len`]): headers,

@@ -72,7 +72,11 @@ impl Net {
             return Err(Error::BadRequest);
         }
         if let Some(ring) = &self.ring {
-            return if ring.write(frame) { Ok(()) } else { Err(Error::Again) };
+            return if ring.write(frame) {
+                Ok(())
+            } else {
+                Err(Error::Again)
+            };
         }
         Error::check(hypercall::net_write(self.handle, frame))
     }

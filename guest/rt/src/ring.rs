@@ -68,9 +68,18 @@ pub(crate) fn open(handle: u64) -> Option<NicRing> {
         .find(|&e| unsafe { ptr::read_volatile(e as *const u64) } == handle)?;
     // SAFETY: as above, the entry's TX and RX offsets follow its handle.
     let (tx, rx) = unsafe {
-        (ptr::read_volatile((entry + 8) as *const u64), ptr::read_volatile((entry + 16) as *const u64))
+        (
+            ptr::read_volatile((entry + 8) as *const u64),
+            ptr::read_volatile((entry + 16) as *const u64),
+        )
     };
-    let ring = NicRing { base, tx: base + tx as usize, rx: base + rx as usize, slots, slot_size };
+    let ring = NicRing {
+        base,
+        tx: base + tx as usize,
+        rx: base + rx as usize,
+        slots,
+        slot_size,
+    };
     if header(base, OFF_GUEST_ENABLED).swap(1, Ordering::AcqRel) == 0 {
         ring_doorbell(); // the I/O thread starts serving the NICs
     }
@@ -100,9 +109,17 @@ impl NicRing {
         // SAFETY: the slot lies in the RX ring, which the host does not write between publishing
         // it (tail, acquire above) and our release of it (head, below).
         let len = unsafe { ptr::read_volatile(slot as *const u32) } as usize;
-        let len = len.min(buf.len()).min(self.slot_size as usize - SLOT_OFF_FRAME as usize);
+        let len = len
+            .min(buf.len())
+            .min(self.slot_size as usize - SLOT_OFF_FRAME as usize);
         // SAFETY: as above; `len` fits both the slot's frame area and `buf`.
-        unsafe { ptr::copy_nonoverlapping((slot + SLOT_OFF_FRAME as usize) as *const u8, buf.as_mut_ptr(), len) };
+        unsafe {
+            ptr::copy_nonoverlapping(
+                (slot + SLOT_OFF_FRAME as usize) as *const u8,
+                buf.as_mut_ptr(),
+                len,
+            )
+        };
         Self::head(self.rx).store(head.wrapping_add(1), Ordering::Release);
         Some(len)
     }
@@ -126,11 +143,17 @@ impl NicRing {
             return false;
         }
         let slot = self.slot(self.tx, tail);
-        let len = frame.len().min(self.slot_size as usize - SLOT_OFF_FRAME as usize);
+        let len = frame
+            .len()
+            .min(self.slot_size as usize - SLOT_OFF_FRAME as usize);
         // SAFETY: the slot lies in the TX ring and is ours until we publish it (tail, below);
         // `len` fits its frame area.
         unsafe {
-            ptr::copy_nonoverlapping(frame.as_ptr(), (slot + SLOT_OFF_FRAME as usize) as *mut u8, len);
+            ptr::copy_nonoverlapping(
+                frame.as_ptr(),
+                (slot + SLOT_OFF_FRAME as usize) as *mut u8,
+                len,
+            );
             ptr::write_volatile(slot as *mut u32, len as u32);
         }
         Self::tail(self.tx).store(tail.wrapping_add(1), Ordering::Release);
@@ -153,9 +176,17 @@ pub(crate) fn rx_ready() -> u64 {
     for i in 0..nics {
         let e = base + (OFF_NIC_TABLE + NIC_ENTRY_SIZE * i as u64) as usize;
         // SAFETY: table entries lie in the header page the monitor wrote (see `open`).
-        let (handle, rx) = unsafe { (ptr::read_volatile(e as *const u64), ptr::read_volatile((e + 16) as *const u64)) };
+        let (handle, rx) = unsafe {
+            (
+                ptr::read_volatile(e as *const u64),
+                ptr::read_volatile((e + 16) as *const u64),
+            )
+        };
         let rx = base + rx as usize;
-        if handle < 64 && NicRing::head(rx).load(Ordering::Relaxed) != NicRing::tail(rx).load(Ordering::Acquire) {
+        if handle < 64
+            && NicRing::head(rx).load(Ordering::Relaxed)
+                != NicRing::tail(rx).load(Ordering::Acquire)
+        {
             set |= 1 << handle;
         }
     }

@@ -79,6 +79,10 @@ fn bad_ports_and_widths_stop_the_guest() {
 
 #[test]
 fn corrupt_nic_ring_indices_stop_the_guest() {
-    attack("ring-tx-tail").expect_status(1).expect_stderr("guest TX tail 100000");
-    attack("ring-rx-head").expect_status(1).expect_stderr("guest RX head 100000");
+    attack("ring-tx-tail")
+        .expect_status(1)
+        .expect_stderr("guest TX tail 100000");
+    attack("ring-rx-head")
+        .expect_status(1)
+        .expect_stderr("guest RX head 100000");
 }

@@ -39,7 +39,11 @@ pub struct RingArea {
 impl RingArea {
     /// Lays out rings for `nics` (handle, host fd, largest frame) in an area ending at `end`.
     pub fn plan(nics: &[(u64, RawFd, u32)], end: u64) -> RingArea {
-        let slot_size = nics.iter().map(|n| slot_size(n.2)).max().unwrap_or(MIN_SLOT_SIZE);
+        let slot_size = nics
+            .iter()
+            .map(|n| slot_size(n.2))
+            .max()
+            .unwrap_or(MIN_SLOT_SIZE);
         let ring = ring_bytes(SLOTS, slot_size);
         let size = (4096 + 2 * ring * nics.len() as u64).div_ceil(AREA_ALIGN) * AREA_ALIGN;
         let base = end - size;
@@ -48,10 +52,22 @@ impl RingArea {
             .enumerate()
             .map(|(i, &(handle, fd, max_frame))| {
                 let tx = base + 4096 + 2 * ring * i as u64;
-                RingNic { handle, fd, max_frame, tx, rx: tx + ring }
+                RingNic {
+                    handle,
+                    fd,
+                    max_frame,
+                    tx,
+                    rx: tx + ring,
+                }
             })
             .collect();
-        RingArea { base, size, slots: SLOTS, slot_size, nics }
+        RingArea {
+            base,
+            size,
+            slots: SLOTS,
+            slot_size,
+            nics,
+        }
     }
 
     /// Writes the area's header and NIC table (the rings start zeroed: empty).
@@ -74,7 +90,9 @@ impl RingArea {
 
     /// Whether the guest switched its NICs to the rings.
     pub fn enabled(&self, mem: &GuestMemory) -> bool {
-        mem.load_u32(self.base + OFF_GUEST_ENABLED, Ordering::Acquire).unwrap_or(0) == 1
+        mem.load_u32(self.base + OFF_GUEST_ENABLED, Ordering::Acquire)
+            .unwrap_or(0)
+            == 1
     }
 
     /// Whether `handle` is served through the rings.
@@ -88,8 +106,12 @@ impl RingArea {
             .iter()
             .filter(|n| n.handle < 64)
             .filter(|n| {
-                let head = mem.load_u32(n.rx + RING_OFF_HEAD, Ordering::Acquire).unwrap_or(0);
-                let tail = mem.load_u32(n.rx + RING_OFF_TAIL, Ordering::Acquire).unwrap_or(0);
+                let head = mem
+                    .load_u32(n.rx + RING_OFF_HEAD, Ordering::Acquire)
+                    .unwrap_or(0);
+                let tail = mem
+                    .load_u32(n.rx + RING_OFF_TAIL, Ordering::Acquire)
+                    .unwrap_or(0);
                 head != tail
             })
             .fold(0, |set, n| set | 1 << n.handle)
@@ -125,18 +147,20 @@ pub fn spawn_io_thread(
     wake: EventFd,
 ) -> std::io::Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("sturdy-hvt-io".into()).spawn(move || {
-        let result = IoThread::new(&area, &doorbell).and_then(|mut t| {
-            let _ = ready_tx.send(Ok(()));
-            t.run(&mem, &area, &doorbell, &wake)
-        });
-        if let Err(e) = result {
-            // A guest that corrupts its rings is stopped like any other bad guest access.
-            let _ = ready_tx.send(Err(e.to_string()));
-            eprintln!("sturdy-hvt: {e}");
-            std::process::exit(1);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("sturdy-hvt-io".into())
+        .spawn(move || {
+            let result = IoThread::new(&area, &doorbell).and_then(|mut t| {
+                let _ = ready_tx.send(Ok(()));
+                t.run(&mem, &area, &doorbell, &wake)
+            });
+            if let Err(e) = result {
+                // A guest that corrupts its rings is stopped like any other bad guest access.
+                let _ = ready_tx.send(Err(e.to_string()));
+                eprintln!("sturdy-hvt: {e}");
+                std::process::exit(1);
+            }
+        })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(std::io::Error::other(e)),
@@ -155,26 +179,54 @@ struct IoThread {
 }
 
 fn sys_error(what: &str, e: std::io::Error) -> RingError {
-    RingError { handle: 0, what: format!("{what}: {e}") }
+    RingError {
+        handle: 0,
+        what: format!("{what}: {e}"),
+    }
 }
 
 impl IoThread {
     fn new(area: &RingArea, doorbell: &EventFd) -> Result<IoThread, RingError> {
         let epoll = Epoll::new().map_err(|e| sys_error("epoll", e))?;
         epoll
-            .ctl(ControlOperation::Add, doorbell.as_raw_fd(), EpollEvent::new(EventSet::IN, DOORBELL_TOKEN))
+            .ctl(
+                ControlOperation::Add,
+                doorbell.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, DOORBELL_TOKEN),
+            )
             .map_err(|e| sys_error("epoll_ctl", e))?;
-        let nics = area.nics.iter().map(|&nic| NicState { nic, tx_head: 0, rx_tail: 0 }).collect();
-        Ok(IoThread { epoll, nics, events: vec![EpollEvent::default(); 16], enabled: false })
+        let nics = area
+            .nics
+            .iter()
+            .map(|&nic| NicState {
+                nic,
+                tx_head: 0,
+                rx_tail: 0,
+            })
+            .collect();
+        Ok(IoThread {
+            epoll,
+            nics,
+            events: vec![EpollEvent::default(); 16],
+            enabled: false,
+        })
     }
 
-    fn run(&mut self, mem: &GuestMemory, area: &RingArea, doorbell: &EventFd, wake: &EventFd) -> Result<(), RingError> {
+    fn run(
+        &mut self,
+        mem: &GuestMemory,
+        area: &RingArea,
+        doorbell: &EventFd,
+        wake: &EventFd,
+    ) -> Result<(), RingError> {
         loop {
             if !self.enabled && area.enabled(mem) {
                 // Edge-triggered: every pass drains a NIC until EAGAIN or a full ring.
                 for (i, n) in self.nics.iter().enumerate() {
                     let ev = EpollEvent::new(EventSet::IN | EventSet::EDGE_TRIGGERED, i as u64);
-                    self.epoll.ctl(ControlOperation::Add, n.nic.fd, ev).map_err(|e| sys_error("epoll_ctl", e))?;
+                    self.epoll
+                        .ctl(ControlOperation::Add, n.nic.fd, ev)
+                        .map_err(|e| sys_error("epoll_ctl", e))?;
                 }
                 self.enabled = true;
             }
@@ -191,7 +243,11 @@ impl IoThread {
                 }
                 if pushed {
                     fence(Ordering::SeqCst);
-                    if mem.load_u32(area.base + OFF_GUEST_SLEEPING, Ordering::Relaxed).unwrap_or(0) == 1 {
+                    if mem
+                        .load_u32(area.base + OFF_GUEST_SLEEPING, Ordering::Relaxed)
+                        .unwrap_or(0)
+                        == 1
+                    {
                         let _ = wake.write(1);
                     }
                 }
@@ -220,15 +276,26 @@ impl IoThread {
 }
 
 fn tx_tail(mem: &GuestMemory, n: &NicState) -> u32 {
-    mem.load_u32(n.nic.tx + RING_OFF_TAIL, Ordering::Acquire).unwrap_or(n.tx_head)
+    mem.load_u32(n.nic.tx + RING_OFF_TAIL, Ordering::Acquire)
+        .unwrap_or(n.tx_head)
 }
 
 /// Sends the frames the guest queued on `n`'s TX ring. Returns (frames sent, host would block).
-fn drain_tx(mem: &GuestMemory, area: &RingArea, n: &mut NicState) -> Result<(usize, bool), RingError> {
+fn drain_tx(
+    mem: &GuestMemory,
+    area: &RingArea,
+    n: &mut NicState,
+) -> Result<(usize, bool), RingError> {
     let tail = tx_tail(mem, n);
     let queued = tail.wrapping_sub(n.tx_head);
     if queued > area.slots {
-        return Err(RingError { handle: n.nic.handle, what: format!("guest TX tail {tail} is {queued} frames ahead of head {} (ring has {} slots)", n.tx_head, area.slots) });
+        return Err(RingError {
+            handle: n.nic.handle,
+            what: format!(
+                "guest TX tail {tail} is {queued} frames ahead of head {} (ring has {} slots)",
+                n.tx_head, area.slots
+            ),
+        });
     }
     let mut sent = 0;
     let mut stalled = false;
@@ -239,7 +306,10 @@ fn drain_tx(mem: &GuestMemory, area: &RingArea, n: &mut NicState) -> Result<(usi
         if (14..=n.nic.max_frame).contains(&len) && len <= area.slot_size - SLOT_OFF_FRAME as u32 {
             let ptr = mem
                 .host_ptr(slot + SLOT_OFF_FRAME, u64::from(len), Access::Read)
-                .map_err(|e| RingError { handle: n.nic.handle, what: e.to_string() })?;
+                .map_err(|e| RingError {
+                    handle: n.nic.handle,
+                    what: e.to_string(),
+                })?;
             // SAFETY: ptr..ptr+len was checked to lie in guest memory; write(2) only reads it.
             let rc = unsafe { libc::write(n.nic.fd, ptr.cast(), len as usize) };
             if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
@@ -257,11 +327,23 @@ fn drain_tx(mem: &GuestMemory, area: &RingArea, n: &mut NicState) -> Result<(usi
 }
 
 /// Reads frames from `n`'s host descriptor into its RX ring. Returns (frames, ring is full).
-fn fill_rx(mem: &GuestMemory, area: &RingArea, n: &mut NicState) -> Result<(usize, bool), RingError> {
-    let head = mem.load_u32(n.nic.rx + RING_OFF_HEAD, Ordering::Acquire).unwrap_or(n.rx_tail);
+fn fill_rx(
+    mem: &GuestMemory,
+    area: &RingArea,
+    n: &mut NicState,
+) -> Result<(usize, bool), RingError> {
+    let head = mem
+        .load_u32(n.nic.rx + RING_OFF_HEAD, Ordering::Acquire)
+        .unwrap_or(n.rx_tail);
     let mut used = n.rx_tail.wrapping_sub(head);
     if used > area.slots {
-        return Err(RingError { handle: n.nic.handle, what: format!("guest RX head {head} is {used} frames behind tail {} (ring has {} slots)", n.rx_tail, area.slots) });
+        return Err(RingError {
+            handle: n.nic.handle,
+            what: format!(
+                "guest RX head {head} is {used} frames behind tail {} (ring has {} slots)",
+                n.rx_tail, area.slots
+            ),
+        });
     }
     let room = (area.slot_size - SLOT_OFF_FRAME as u32).min(n.nic.max_frame);
     let mut received = 0;
@@ -269,7 +351,10 @@ fn fill_rx(mem: &GuestMemory, area: &RingArea, n: &mut NicState) -> Result<(usiz
         let slot = area.slot(n.nic.rx, n.rx_tail);
         let ptr = mem
             .host_ptr(slot + SLOT_OFF_FRAME, u64::from(room), Access::Write)
-            .map_err(|e| RingError { handle: n.nic.handle, what: e.to_string() })?;
+            .map_err(|e| RingError {
+                handle: n.nic.handle,
+                what: e.to_string(),
+            })?;
         // SAFETY: ptr..ptr+room was checked to lie in guest memory the monitor may write;
         // read(2) writes at most `room` bytes there.
         let rc = unsafe { libc::read(n.nic.fd, ptr.cast(), room as usize) };
@@ -310,32 +395,51 @@ mod tests {
         let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
         area.write_header(&mem).unwrap();
         let nic = area.nics[0];
-        let mut st = NicState { nic, tx_head: 0, rx_tail: 0 };
+        let mut st = NicState {
+            nic,
+            tx_head: 0,
+            rx_tail: 0,
+        };
 
         // Guest queues two frames, one of a bad length (dropped).
         let frame = [0xabu8; 60];
         let s0 = area.slot(nic.tx, 0);
         mem.store_u32(s0, 60, Ordering::Relaxed).unwrap();
         mem.setup_write(s0 + 4, &frame).unwrap();
-        mem.store_u32(area.slot(nic.tx, 1), 5000, Ordering::Relaxed).unwrap();
-        mem.store_u32(nic.tx + RING_OFF_TAIL, 2, Ordering::Release).unwrap();
+        mem.store_u32(area.slot(nic.tx, 1), 5000, Ordering::Relaxed)
+            .unwrap();
+        mem.store_u32(nic.tx + RING_OFF_TAIL, 2, Ordering::Release)
+            .unwrap();
         assert_eq!(drain_tx(&mem, &area, &mut st).unwrap(), (2, false));
         let mut buf = [0u8; 2048];
         assert_eq!(ours.recv(&mut buf).unwrap(), 60);
         ours.set_nonblocking(true).unwrap();
-        assert!(ours.recv(&mut buf).is_err(), "the bad-length frame must not be sent");
-        assert_eq!(mem.load_u32(nic.tx + RING_OFF_HEAD, Ordering::Acquire).unwrap(), 2);
+        assert!(
+            ours.recv(&mut buf).is_err(),
+            "the bad-length frame must not be sent"
+        );
+        assert_eq!(
+            mem.load_u32(nic.tx + RING_OFF_HEAD, Ordering::Acquire)
+                .unwrap(),
+            2
+        );
 
         // Host receives a frame into the RX ring.
         ours.send(&[0x11; 42]).unwrap();
         assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (1, false));
-        assert_eq!(mem.load_u32(area.slot(nic.rx, 0), Ordering::Relaxed).unwrap(), 42);
+        assert_eq!(
+            mem.load_u32(area.slot(nic.rx, 0), Ordering::Relaxed)
+                .unwrap(),
+            42
+        );
         assert_eq!(area.rx_ready(&mem), 1 << 1);
 
         // A guest that claims more frames than slots is stopped.
-        mem.store_u32(nic.tx + RING_OFF_TAIL, 2 + SLOTS + 1, Ordering::Release).unwrap();
+        mem.store_u32(nic.tx + RING_OFF_TAIL, 2 + SLOTS + 1, Ordering::Release)
+            .unwrap();
         assert!(drain_tx(&mem, &area, &mut st).is_err());
-        mem.store_u32(nic.rx + RING_OFF_HEAD, 100, Ordering::Release).unwrap();
+        mem.store_u32(nic.rx + RING_OFF_HEAD, 100, Ordering::Release)
+            .unwrap();
         assert!(fill_rx(&mem, &area, &mut st).is_err());
     }
 }
