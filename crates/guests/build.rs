@@ -32,8 +32,10 @@ fn main() {
         "guest/.cargo",
         "guest/rt",
         "guest/test-guests",
+        "guest/examples",
         "crates/abi",
         "crates/bootcfg",
+        "crates/kvstore",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }

@@ -1,6 +1,7 @@
 //! Running the monitor and cleaning up after it: commands for the built binary, temporary files,
 //! network namespaces with TAP devices, processes killed by PID.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -321,4 +322,26 @@ pub fn inherit_fd(cmd: &mut Command, fd: std::os::fd::RawFd) {
             Ok(())
         });
     }
+}
+
+/// Starts the guest `name` inside `ns` with monitor options `opts` and guest arguments `args`.
+pub fn start_in(ns: &NetNs, opts: &[&str], name: &str, args: &[&str]) -> Running {
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
+    cmd.args(opts).arg(guest(name)).args(args);
+    spawn(cmd)
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`, and returns its result (a
+/// panic in `f` fails the test with its message).
+pub fn in_netns<T: Send + 'static>(ns: &NetNs, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns with a namespace file we opened; it moves only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }

@@ -7,6 +7,8 @@ mod harness;
 mod boot;
 mod devices;
 mod hostile;
+mod kv;
 mod malformed;
 mod network;
 mod sdk_net;
+mod web;

@@ -17,27 +17,6 @@ const MEM: &str = "--mem=64";
 /// The boot configuration of the server in these tests.
 const SERVER_NET: &str = "--sturdy.v1.net=service:10.0.0.2/24:gw=10.0.0.1";
 
-fn start_in(ns: &NetNs, opts: &[&str], name: &str, args: &[&str]) -> Running {
-    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
-    cmd.args(opts).arg(guest(name)).args(args);
-    spawn(cmd)
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns`, and returns its result (a
-/// panic in `f` fails the test with its message).
-fn in_netns<T: Send + 'static>(ns: &NetNs, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: setns with a namespace file we opened; it moves only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
 /// Asserts that the guest is still running (it did not crash under the load).
 #[track_caller]
 fn assert_running(g: &mut Running) {

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmarks of the kv unikernel (issue: the guest SDK). Run as root:  sudo ./benches/kv.sh [N]
+# 1. redis-benchmark -t get,set -c 50 -n N against kv through a TAP, beside a Debian redis-server
+#    in its own network namespace reached through a veth, from the same client namespace.
+# 2. boot to first answered request: process start to the first PONG, median of 20.
+# Everything runs in network namespaces this script creates and deletes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-100000}
+./scripts/install-deps.sh
+cargo build -q --release --workspace
+hvt=$PWD/target/release/sturdy-hvt
+kv=$(cargo run -q --release -p guests --bin guest-path -- kv)
+work=$(mktemp -d)
+client=sturdy-bench-client-$$
+server=sturdy-bench-redis-$$
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  ip netns del "$client" 2>/dev/null || true
+  ip netns del "$server" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Client namespace: TAP to kv (10.0.0.2) and a veth to the redis-server namespace (10.1.0.2).
+ip netns add "$client"; ip netns add "$server"
+ip -n "$client" link set lo up; ip -n "$server" link set lo up
+ip -n "$client" tuntap add tap0 mode tap
+ip -n "$client" addr add 10.0.0.1/24 dev tap0; ip -n "$client" link set tap0 up
+ip link add vb0 netns "$client" type veth peer name vb1 netns "$server"
+ip -n "$client" addr add 10.1.0.1/24 dev vb0; ip -n "$client" link set vb0 up
+ip -n "$server" addr add 10.1.0.2/24 dev vb1; ip -n "$server" link set vb1 up
+
+truncate -s 256M "$work/kv.img"
+ip netns exec "$client" "$hvt" --mem=256 --net:service=tap0 --block:storage="$work/kv.img" "$kv" \
+  --sturdy.v1.net=service:10.0.0.2/24 --sturdy.v1.provide=kv:6379/tcp >"$work/kv.log" 2>&1 &
+pids+=($!)
+ip netns exec "$server" redis-server --bind 10.1.0.2 --port 6379 --save '' --appendonly no \
+  --protected-mode no --daemonize no >"$work/redis.log" 2>&1 &
+pids+=($!)
+for addr in 10.0.0.2 10.1.0.2; do
+  for _ in $(seq 100); do ip netns exec "$client" redis-cli -h $addr PING >/dev/null 2>&1 && break; sleep 0.1; done
+  ip netns exec "$client" redis-cli -h $addr PING >/dev/null 2>&1 ||
+    { echo "no answer from $addr; logs:" >&2; cat "$work"/*.log >&2; exit 1; }
+done
+
+bench() { # ADDR -> "set_rps get_rps"
+  ip netns exec "$client" redis-benchmark -h "$1" -t set,get -c 50 -n "$n" --csv 2>/dev/null |
+    python3 -c 'import csv,sys; r={row[0]:float(row[1]) for row in csv.reader(sys.stdin) if row and row[0] in ("SET","GET")}; print(r["SET"], r["GET"])'
+}
+echo "== redis-benchmark -t set,get -c 50 -n $n (3 runs each, alternating; medians) =="
+for i in 1 2 3; do bench 10.0.0.2 >>"$work/kv.rps"; bench 10.1.0.2 >>"$work/redis.rps"; done
+python3 - "$work/kv.rps" "$work/redis.rps" <<'PY'
+import statistics, sys
+def load(p):
+    rows = [list(map(float, l.split())) for l in open(p) if l.strip()]
+    return [statistics.median(c) for c in zip(*rows)]
+kv, redis = load(sys.argv[1]), load(sys.argv[2])
+for i, op in enumerate(("SET", "GET")):
+    ratio = kv[i] / redis[i]
+    print(f"  {op}: kv {kv[i]:9.0f} req/s   redis-server {redis[i]:9.0f} req/s   ratio {ratio:.2f}x   target >= 0.5x: {'met' if ratio >= 0.5 else 'NOT met'}")
+PY
+kill -9 "${pids[0]}" 2>/dev/null || true
+
+echo "== boot to first answered PING (20 runs) =="
+ip netns exec "$client" python3 - "$hvt" "$kv" "$work/boot.img" <<'PY'
+import socket, statistics, subprocess, sys, time
+hvt, kv, img = sys.argv[1:]
+open(img, "wb").truncate(8 << 20)
+times = []
+for _ in range(20):
+    t0 = time.perf_counter()
+    p = subprocess.Popen([hvt, "--mem=64", "--net:service=tap0", f"--block:storage={img}", kv, "--solo5:quiet",
+                          "--sturdy.v1.net=service:10.0.0.2/24", "--sturdy.v1.provide=kv:6379/tcp"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            s = socket.create_connection(("10.0.0.2", 6379), timeout=0.05)
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                break
+        except OSError:
+            time.sleep(0.001)
+    times.append((time.perf_counter() - t0) * 1000)
+    s.close(); p.kill(); p.wait()
+print(f"  process start to first PONG: median {statistics.median(times):.1f} ms  min {min(times):.1f}  max {max(times):.1f}")
+PY

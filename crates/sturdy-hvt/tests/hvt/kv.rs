@@ -1,0 +1,300 @@
+//! The `kv` unikernel with real clients: every command through `redis-cli` over a TAP, malformed
+//! RESP, durability across `kill -9` of its monitor, and a torn last record.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+const KV_NET: &str = "--sturdy.v1.net=service:10.0.0.2/24";
+const KV_PROVIDE: &str = "--sturdy.v1.provide=kv:6379/tcp";
+
+/// A namespace with a TAP at 10.0.0.1 and kv at 10.0.0.2:6379 on the volume `disk`.
+fn start_kv(ns: &NetNs, disk: &str) -> (Running, String) {
+    let mut g = start_in(
+        ns,
+        &[
+            "--mem=64",
+            "--net:service=tap0",
+            &format!("--block:storage={disk}"),
+        ],
+        "kv",
+        &[KV_NET, KV_PROVIDE],
+    );
+    let console = g.wait_for_line("serving on port 6379", Duration::from_secs(20));
+    (g, console)
+}
+
+fn namespace(tag: &str) -> NetNs {
+    let ns = NetNs::new(tag);
+    ns.tap("tap0", "10.0.0.1/24", 1500);
+    ns
+}
+
+/// `redis-cli -h 10.0.0.2 ARGS` inside `ns`; its stdout.
+fn cli(ns: &NetNs, args: &[&str]) -> String {
+    let out = ns
+        .command("redis-cli")
+        .args(["-h", "10.0.0.2"])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[test]
+fn every_command_answers_like_redis() {
+    let dir = TempDir::new("kvcli");
+    let disk = dir.file("kv.img", 8 << 20);
+    let ns = namespace("kvcli");
+    let _kv = start_kv(&ns, &disk);
+    assert_eq!(cli(&ns, &["PING"]), "PONG");
+    assert_eq!(cli(&ns, &["PING", "hello"]), "hello");
+    assert_eq!(cli(&ns, &["SET", "greeting", "hello world"]), "OK");
+    assert_eq!(cli(&ns, &["GET", "greeting"]), "hello world");
+    assert_eq!(cli(&ns, &["GET", "missing"]), "");
+    assert_eq!(cli(&ns, &["INCR", "counter"]), "1");
+    assert_eq!(cli(&ns, &["INCR", "counter"]), "2");
+    assert_eq!(
+        cli(&ns, &["INCR", "greeting"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(cli(&ns, &["EXISTS", "greeting", "counter", "missing"]), "2");
+    assert_eq!(cli(&ns, &["SET", "user:1", "a"]), "OK");
+    assert_eq!(cli(&ns, &["SET", "user:2", "b"]), "OK");
+    let mut keys: Vec<String> = cli(&ns, &["KEYS", "user:*"])
+        .lines()
+        .map(String::from)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["user:1", "user:2"]);
+    assert_eq!(cli(&ns, &["DBSIZE"]), "4");
+    assert_eq!(cli(&ns, &["DEL", "user:1", "user:2", "missing"]), "2");
+    assert_eq!(cli(&ns, &["DBSIZE"]), "2");
+    assert!(cli(&ns, &["FROBNICATE"]).starts_with("ERR unknown command 'FROBNICATE'"));
+    assert_eq!(
+        cli(&ns, &["GET"]),
+        "ERR wrong number of arguments for 'get' command"
+    );
+}
+
+/// A client that speaks RESP over a std TcpStream (inside the namespace's thread).
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect() -> std::io::Result<Client> {
+        let s =
+            TcpStream::connect_timeout(&"10.0.0.2:6379".parse().unwrap(), Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(Client {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    /// Sends one command and reads its one-line reply (simple, error, integer, or bulk).
+    fn call(&mut self, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&req)?;
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line)?;
+        if line.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line[0] == b'$' {
+            let len: i64 = std::str::from_utf8(&line[1..line.len() - 2])
+                .unwrap()
+                .parse()
+                .unwrap();
+            if len < 0 {
+                return Ok(b"(nil)".to_vec());
+            }
+            let mut value = vec![0; len as usize + 2];
+            self.reader.read_exact(&mut value)?;
+            value.truncate(len as usize);
+            return Ok(value);
+        }
+        Ok(line)
+    }
+}
+
+#[test]
+fn acknowledged_sets_survive_kill_9_of_the_monitor() {
+    let dir = TempDir::new("kvkill");
+    let disk = dir.file("kv.img", 16 << 20);
+    let ns = namespace("kvkill");
+    let (kv, _) = start_kv(&ns, &disk);
+    let pid = kv.pid();
+
+    // Load from redis-benchmark while our own client records exactly what was acknowledged.
+    let mut bench = ns
+        .command("redis-benchmark")
+        .args([
+            "-h", "10.0.0.2", "-t", "set", "-c", "20", "-n", "1000000", "-r", "100000", "-q",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-benchmark");
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: kill(2) of the monitor we started, by PID.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let acked: Vec<u32> = in_netns(&ns, || {
+        let mut c = Client::connect().expect("connect to kv");
+        let mut acked = Vec::new();
+        let start = Instant::now();
+        for i in 0u32.. {
+            let key = format!("acked:{i}");
+            match c.call(&[b"SET", key.as_bytes(), format!("value-{i}").as_bytes()]) {
+                Ok(reply) if reply == b"+OK\r\n" => acked.push(i),
+                Ok(reply) => panic!(
+                    "SET {key}: unexpected reply {:?}",
+                    String::from_utf8_lossy(&reply)
+                ),
+                Err(_) => break, // the monitor was killed
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "kv was never killed"
+            );
+        }
+        acked
+    });
+    killer.join().unwrap();
+    let _ = bench.kill();
+    let _ = bench.wait();
+    drop(kv);
+    assert!(
+        acked.len() > 100,
+        "too few SETs before the kill: {}",
+        acked.len()
+    );
+
+    let (_kv, console) = start_kv(&ns, &disk);
+    let missing: Vec<u32> = in_netns(&ns, move || {
+        let mut c = Client::connect().expect("connect to the restarted kv");
+        acked
+            .into_iter()
+            .filter(|i| {
+                c.call(&[b"GET", format!("acked:{i}").as_bytes()]).unwrap()
+                    != format!("value-{i}").into_bytes()
+            })
+            .collect()
+    });
+    assert!(
+        missing.is_empty(),
+        "acknowledged SETs lost after kill -9: {missing:?}\nconsole: {console}"
+    );
+}
+
+#[test]
+fn a_torn_last_record_is_skipped_with_a_log_line() {
+    let dir = TempDir::new("kvtorn");
+    let disk = dir.file("kv.img", 8 << 20);
+    let ns = namespace("kvtorn");
+    {
+        let (_kv, _) = start_kv(&ns, &disk);
+        for i in 0..50 {
+            assert_eq!(cli(&ns, &["SET", &format!("k{i}"), &format!("v{i}")]), "OK");
+        }
+    }
+    // Find the end of the log from the recovery line, then write the start of a record that
+    // never finished: garbage where the next record would go.
+    let (kv, console) = start_kv(&ns, &disk);
+    drop(kv);
+    let bytes: u64 = console
+        .split("records (")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no recovery line in {console}"));
+    assert!(bytes > 0, "{console}");
+    let mut image = std::fs::read(&disk).unwrap();
+    image[bytes as usize..bytes as usize + 40].copy_from_slice(&[0x5a; 40]);
+    let clean = image[..bytes as usize].to_vec();
+    std::fs::write(&disk, &image).unwrap();
+
+    let (_kv, console) = start_kv(&ns, &disk);
+    assert!(console.contains("torn"), "no torn-record line: {console}");
+    assert!(
+        console.contains(&format!("recovered 50 records ({bytes} bytes)")),
+        "{console}"
+    );
+    for i in [0, 25, 49] {
+        assert_eq!(cli(&ns, &["GET", &format!("k{i}")]), format!("v{i}"));
+    }
+    assert_eq!(cli(&ns, &["DBSIZE"]), "50");
+    // New writes go after the last good record and survive the next restart.
+    assert_eq!(cli(&ns, &["SET", "after", "torn"]), "OK");
+    assert_eq!(std::fs::read(&disk).unwrap()[..bytes as usize], clean[..]);
+}
+
+#[test]
+fn malformed_resp_is_refused_and_others_keep_being_served() {
+    let dir = TempDir::new("kvbad");
+    let disk = dir.file("kv.img", 8 << 20);
+    let ns = namespace("kvbad");
+    let (mut kv, _) = start_kv(&ns, &disk);
+    in_netns(&ns, || {
+        let mut good = Client::connect().unwrap();
+        assert_eq!(good.call(&[b"SET", b"k", b"v"]).unwrap(), b"+OK\r\n");
+        let attacks: [&[u8]; 5] = [
+            b"*2\r\n$3\r\nGET\r\n$-7\r\n",       // negative bulk length
+            b"*1\r\n$999999999\r\nx\r\n",        // oversized bulk
+            b"\x00\x01\x02\xff\xfe garbage\r\n", // binary garbage
+            b"*99999999\r\n",                    // too many elements
+            b"*2\r\n$3\r\nGET\r\n",              // truncated, then closed
+        ];
+        for attack in attacks {
+            let mut s = TcpStream::connect("10.0.0.2:6379").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(attack).unwrap();
+            if attack.ends_with(b"GET\r\n") {
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+            }
+            let mut reply = Vec::new();
+            let _ = s.read_to_end(&mut reply); // must end: error reply and close, or just close
+            assert!(
+                reply.is_empty() || reply.starts_with(b"-ERR"),
+                "{:?}",
+                String::from_utf8_lossy(&reply)
+            );
+            assert_eq!(
+                good.call(&[b"GET", b"k"]).unwrap(),
+                b"v",
+                "the good client stopped being served"
+            );
+        }
+    });
+    let status = kv.child.as_mut().unwrap().try_wait().unwrap();
+    assert!(status.is_none(), "kv exited: {status:?}");
+}
+
+#[test]
+fn kv_without_its_endpoint_capability_fails_at_start_naming_it() {
+    let dir = TempDir::new("kvnocap");
+    let disk = dir.file("kv.img", 1 << 20);
+    run_guest(
+        &["--net:service=@0", &format!("--block:storage={disk}")],
+        "kv",
+        &[KV_NET],
+    )
+    .expect_status(1)
+    .expect_stdout("'kv'");
+}
