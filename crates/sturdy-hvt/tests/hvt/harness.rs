@@ -345,3 +345,98 @@ pub fn in_netns<T: Send + 'static>(ns: &NetNs, f: impl FnOnce() -> T + Send + 's
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
+
+/// A hub for tests: forwards every Ethernet frame that arrives on one of its ports to all the
+/// others, like a cable with more than two ends. Ports are SOCK_SEQPACKET fds (ends of
+/// socketpairs whose other ends go to `sturdy-hvt --net:NAME=@FD`) and TAP devices.
+pub struct Hub {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hub {
+    pub fn start(ports: Vec<std::os::fd::OwnedFd>) -> Hub {
+        use std::sync::atomic::AtomicBool;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !flag.load(Ordering::Relaxed) {
+                let mut fds: Vec<libc::pollfd> = ports
+                    .iter()
+                    .map(|p| libc::pollfd {
+                        fd: p.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    })
+                    .collect();
+                // SAFETY: `fds` is a valid array of pollfd for the call.
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+                if n <= 0 {
+                    continue;
+                }
+                for (i, fd) in fds.iter().enumerate() {
+                    if fd.revents & libc::POLLIN == 0 {
+                        continue;
+                    }
+                    // SAFETY: reads at most buf.len() bytes into `buf`.
+                    let len = unsafe { libc::read(fd.fd, buf.as_mut_ptr().cast(), buf.len()) };
+                    if len <= 0 {
+                        continue;
+                    }
+                    for (j, out) in ports.iter().enumerate() {
+                        if j != i {
+                            // SAFETY: writes `len` initialised bytes of `buf`.
+                            unsafe {
+                                libc::write(out.as_raw_fd(), buf.as_ptr().cast(), len as usize)
+                            };
+                        }
+                    }
+                }
+            }
+        });
+        Hub {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Opens the TAP device `name` of namespace `ns` (already created and up) for a hub port.
+pub fn open_tap(ns: &NetNs, name: &str) -> std::os::fd::OwnedFd {
+    let name = name.to_string();
+    in_netns(ns, move || {
+        use std::os::fd::FromRawFd;
+        // SAFETY: open(2) of a constant path; checked below.
+        let fd = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        assert!(fd >= 0, "/dev/net/tun: {}", std::io::Error::last_os_error());
+        // SAFETY: a fresh fd we own.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut ifr = [0u8; 40];
+        ifr[..name.len()].copy_from_slice(name.as_bytes());
+        ifr[16..18].copy_from_slice(&(0x0002i16 | 0x1000).to_ne_bytes()); // IFF_TAP | IFF_NO_PI
+                                                                          // SAFETY: TUNSETIFF reads a 40-byte struct ifreq, which `ifr` is.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), 0x4004_54ca, ifr.as_mut_ptr()) };
+        assert_eq!(
+            rc,
+            0,
+            "TUNSETIFF {name}: {}",
+            std::io::Error::last_os_error()
+        );
+        fd
+    })
+}

@@ -5,6 +5,7 @@
 mod harness;
 
 mod boot;
+mod guestbook;
 mod devices;
 mod hostile;
 mod kv;
