@@ -11,7 +11,7 @@ runs=${1:-200}
 ./scripts/install-deps.sh
 command -v hyperfine >/dev/null || { echo "hyperfine missing" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 missing" >&2; exit 1; }
-cargo build -q --release --workspace
+cargo build -q --release -p sturdy-hvt -p guests
 hvt=target/release/sturdy-hvt
 img() { cargo run -q --release -p guests --bin guest-path -- "$1"; }
 hello=$(img hello); hcbench=$(img hcbench); idle=$(img idle)

@@ -14,6 +14,7 @@ have redis-cli || need+=(redis-tools)
 have redis-server || need+=(redis-server)
 have wrk || need+=(wrk)
 have curl || need+=(curl)
+have tshark || need+=(tshark)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"

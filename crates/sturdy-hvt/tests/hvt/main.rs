@@ -5,8 +5,8 @@
 mod harness;
 
 mod boot;
-mod guestbook;
 mod devices;
+mod guestbook;
 mod hostile;
 mod kv;
 mod malformed;

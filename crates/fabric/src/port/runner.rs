@@ -1,0 +1,562 @@
+//! The run loop: one thread owns the [`Fabric`] and its ports, waits on epoll, moves frames in
+//! batches, expires connections once a second, and takes commands (attach a port, apply a plan,
+//! read counters, capture) from a [`FabricHandle`] between batches, so a new plan is in force
+//! from the next frame on.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::sys::{self, Epoll, EventFd};
+use super::{Port, RECV_BUFFER};
+use crate::plan::{Plan, PlanError, PortId};
+use crate::switch::{ApplyReport, CaptureId, CaptureTarget, Fabric, FrameSink, Stats};
+
+/// Frames read from one port before turning to the next.
+const BATCH: usize = 32;
+
+/// Frames queued for one port in one round at most; more are dropped as `TxFull`.
+const TX_QUEUE: usize = 512;
+
+/// How often idle connections are swept.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// The epoll token of the wake-up eventfd (port tokens are port numbers).
+const WAKE: u64 = u64::MAX;
+
+/// Why a command to the run loop failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The plan was refused; nothing changed.
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    /// The port number is attached already.
+    #[error("{0} is attached already")]
+    PortBusy(PortId),
+    /// epoll refused the port's descriptor.
+    #[error("cannot watch {port}: {source}")]
+    Watch {
+        /// The port.
+        port: PortId,
+        /// Why.
+        source: io::Error,
+    },
+    /// The run loop has stopped (it failed; the error was logged).
+    #[error("the fabric's run loop has stopped")]
+    Stopped,
+}
+
+type Reply<T> = mpsc::SyncSender<T>;
+
+/// What a handle asks of the run loop.
+enum Command {
+    Attach(PortId, Port, Reply<Result<(), RunError>>),
+    Detach(PortId, Reply<Option<Port>>),
+    Apply(Box<Plan>, Reply<Result<ApplyReport, PlanError>>),
+    Stats(Reply<Stats>),
+    Capture(CaptureTarget, Box<dyn FrameSink>, Reply<CaptureId>),
+    StopCapture(CaptureId, Reply<Option<Box<dyn FrameSink>>>),
+    Stop,
+}
+
+/// Starts a thread running `fabric` and returns the handle to drive it. Dropping the handle
+/// stops the thread.
+pub fn spawn(fabric: Fabric) -> io::Result<FabricHandle> {
+    let epoll = Epoll::new()?;
+    let wake = std::sync::Arc::new(EventFd::new()?);
+    epoll.add(wake.raw(), WAKE, libc::EPOLLIN as u32)?;
+    let (tx, rx) = mpsc::channel();
+    let mut run = Loop {
+        fabric,
+        epoll,
+        wake: wake.clone(),
+        commands: rx,
+        ports: Vec::new(),
+        rx_bufs: vec![[0u8; RECV_BUFFER]; BATCH],
+        rx_lens: [0; BATCH],
+        dirty: Vec::new(),
+        failed: Vec::new(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("sturdy-fabric".into())
+        .spawn(move || {
+            if let Err(e) = run.run() {
+                tracing::error!(target: "sturdy_fabric::port", "the fabric's run loop failed: {e}");
+            }
+            run.fabric
+        })?;
+    Ok(FabricHandle {
+        commands: tx,
+        wake,
+        thread: Some(thread),
+    })
+}
+
+/// Drives a fabric running on its thread ([`spawn`]).
+pub struct FabricHandle {
+    commands: mpsc::Sender<Command>,
+    wake: std::sync::Arc<EventFd>,
+    thread: Option<JoinHandle<Fabric>>,
+}
+
+impl std::fmt::Debug for FabricHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("FabricHandle").finish_non_exhaustive()
+    }
+}
+
+impl FabricHandle {
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RunError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.commands
+            .send(make(tx))
+            .map_err(|_| RunError::Stopped)?;
+        self.wake.signal();
+        rx.recv().map_err(|_| RunError::Stopped)
+    }
+
+    /// Attaches `io` as port `port`: from now on its frames go through the fabric.
+    pub fn attach(&self, port: PortId, io: Port) -> Result<(), RunError> {
+        self.call(|r| Command::Attach(port, io, r))?
+    }
+
+    /// Detaches port `port` and returns it (frames for it are dropped as `TxFull` meanwhile).
+    pub fn detach(&self, port: PortId) -> Result<Option<Port>, RunError> {
+        self.call(|r| Command::Detach(port, r))
+    }
+
+    /// Puts `plan` in force before the next frame ([`Fabric::apply`]).
+    pub fn apply(&self, plan: Plan) -> Result<ApplyReport, RunError> {
+        Ok(self.call(|r| Command::Apply(Box::new(plan), r))??)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Result<Stats, RunError> {
+        self.call(Command::Stats)
+    }
+
+    /// Starts capturing `target` into `sink` ([`Fabric::capture`]).
+    pub fn capture(
+        &self,
+        target: CaptureTarget,
+        sink: Box<dyn FrameSink>,
+    ) -> Result<CaptureId, RunError> {
+        self.call(|r| Command::Capture(target, sink, r))
+    }
+
+    /// Stops a capture; its sink is flushed and returned.
+    pub fn stop_capture(&self, id: CaptureId) -> Result<Option<Box<dyn FrameSink>>, RunError> {
+        self.call(|r| Command::StopCapture(id, r))
+    }
+
+    /// Stops the thread and returns the fabric, with its counters and connections.
+    pub fn stop(mut self) -> Result<Fabric, RunError> {
+        self.halt().ok_or(RunError::Stopped)
+    }
+
+    fn halt(&mut self) -> Option<Fabric> {
+        let thread = self.thread.take()?;
+        let _ = self.commands.send(Command::Stop);
+        self.wake.signal();
+        thread.join().ok()
+    }
+}
+
+impl Drop for FabricHandle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// An attached port and the frames queued for it this round.
+struct Attached {
+    io: Port,
+    /// Frames back to back in `bytes`, with their ends.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+struct Loop {
+    fabric: Fabric,
+    epoll: Epoll,
+    wake: std::sync::Arc<EventFd>,
+    commands: mpsc::Receiver<Command>,
+    /// By port number.
+    ports: Vec<Option<Attached>>,
+    rx_bufs: Vec<[u8; RECV_BUFFER]>,
+    rx_lens: [usize; BATCH],
+    /// Ports with frames queued.
+    dirty: Vec<PortId>,
+    /// Frames that could not be queued this round, for the counters.
+    failed: Vec<PortId>,
+}
+
+impl Loop {
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Vec::with_capacity(64);
+        let mut next_expiry = Instant::now() + EXPIRE_EVERY;
+        loop {
+            let wait = next_expiry.saturating_duration_since(Instant::now());
+            self.epoll
+                .wait(&mut events, wait.as_millis().min(1000) as i32)?;
+            let now = Instant::now();
+            for &(token, flags) in &events {
+                if token == WAKE {
+                    self.wake.drain();
+                    if !self.commands(now) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                let port = PortId(token as u16);
+                let closed = self.receive(port, now, flags & sys::HANGUP_EVENTS != 0);
+                if closed {
+                    tracing::info!(
+                        target: "sturdy_fabric::port",
+                        "{}: the guest's end closed (its monitor exited); port detached",
+                        self.name(port)
+                    );
+                    self.detach(port);
+                }
+            }
+            self.flush(now);
+            if now >= next_expiry {
+                let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);
+                self.fabric
+                    .expire(now, &mut |to, frame| queue(ports, dirty, failed, to, frame));
+                self.flush(now);
+                next_expiry = now + EXPIRE_EVERY;
+            }
+        }
+    }
+
+    fn name(&self, port: PortId) -> String {
+        match self.fabric.policy().port(port) {
+            Some(rule) => rule.service.to_string(),
+            None => port.to_string(),
+        }
+    }
+
+    /// Runs the commands waiting; false once told to stop.
+    fn commands(&mut self, now: Instant) -> bool {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Attach(port, io, reply) => {
+                    let _ = reply.send(self.attach(port, io));
+                }
+                Command::Detach(port, reply) => {
+                    let _ = reply.send(self.detach(port));
+                }
+                Command::Apply(plan, reply) => {
+                    let (ports, dirty, failed) =
+                        (&mut self.ports, &mut self.dirty, &mut self.failed);
+                    let report = self.fabric.apply(*plan, now, &mut |to, frame| {
+                        queue(ports, dirty, failed, to, frame)
+                    });
+                    self.flush(now);
+                    let _ = reply.send(report);
+                }
+                Command::Stats(reply) => {
+                    let _ = reply.send(self.fabric.stats());
+                }
+                Command::Capture(target, sink, reply) => {
+                    let _ = reply.send(self.fabric.capture(target, sink));
+                }
+                Command::StopCapture(id, reply) => {
+                    let _ = reply.send(self.fabric.stop_capture(id));
+                }
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    fn attach(&mut self, port: PortId, io: Port) -> Result<(), RunError> {
+        let i = usize::from(port.0);
+        if self.ports.len() <= i {
+            self.ports.resize_with(i + 1, || None);
+        }
+        if self.ports[i].is_some() {
+            return Err(RunError::PortBusy(port));
+        }
+        self.epoll
+            .add(io.as_raw_fd(), u64::from(port.0), sys::READ_EVENTS)
+            .map_err(|source| RunError::Watch { port, source })?;
+        self.ports[i] = Some(Attached {
+            io,
+            bytes: Vec::new(),
+            ends: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn detach(&mut self, port: PortId) -> Option<Port> {
+        let attached = self.ports.get_mut(usize::from(port.0))?.take()?;
+        let _ = self.epoll.delete(attached.io.as_raw_fd());
+        Some(attached.io)
+    }
+
+    /// Reads one batch from `port` and runs it through the switch. `hangup`: epoll says the
+    /// guest's end closed. Returns whether the port is closed and read to its end.
+    fn receive(&mut self, port: PortId, now: Instant, hangup: bool) -> bool {
+        let Some(Some(attached)) = self.ports.get(usize::from(port.0)) else {
+            return false;
+        };
+        let n = match attached.io.recv_batch(&mut self.rx_bufs, &mut self.rx_lens) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return hangup,
+            Err(e) => {
+                tracing::warn!(target: "sturdy_fabric::port", "{}: receive failed: {e}", self.name(port));
+                return hangup;
+            }
+        };
+        let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);
+        for i in 0..n {
+            let len = self.rx_lens[i];
+            // Once the peer has closed, recvmmsg reports the end of the stream as empty
+            // messages (filling the batch with them); before that, an empty message is an empty
+            // frame, dropped as truncated.
+            if len == 0 && hangup {
+                return true;
+            }
+            if len > RECV_BUFFER {
+                self.fabric.oversized(port, len, now);
+                continue;
+            }
+            let frame = &mut self.rx_bufs[i][..len];
+            self.fabric.process(port, frame, now, &mut |to, frame| {
+                queue(ports, dirty, failed, to, frame)
+            });
+        }
+        hangup && n == 0
+    }
+
+    /// Writes every queued frame; what a port does not take (or could not queue) is dropped
+    /// and counted.
+    fn flush(&mut self, now: Instant) {
+        for to in self.failed.drain(..) {
+            self.fabric.tx_failed(to, now);
+        }
+        for port in std::mem::take(&mut self.dirty) {
+            let Some(Some(attached)) = self.ports.get_mut(usize::from(port.0)) else {
+                continue;
+            };
+            let mut frames: Vec<&[u8]> = Vec::with_capacity(attached.ends.len());
+            let mut start = 0;
+            for &end in &attached.ends {
+                frames.push(&attached.bytes[start..end]);
+                start = end;
+            }
+            let result = attached.io.send_batch(&frames);
+            let total = frames.len();
+            drop(frames);
+            attached.bytes.clear();
+            attached.ends.clear();
+            let unsent = match result {
+                Ok(sent) => total - sent,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => total,
+                Err(e) => {
+                    tracing::info!(
+                        target: "sturdy_fabric::port",
+                        "{}: send failed ({e}); port detached",
+                        self.fabric.policy().port(port).map_or_else(|| port.to_string(), |r| r.service.to_string())
+                    );
+                    self.detach(port);
+                    total
+                }
+            };
+            for _ in 0..unsent {
+                self.fabric.tx_failed(port, now);
+            }
+        }
+    }
+}
+
+/// Queues `frame` for `to`, or notes that it cannot be.
+fn queue(
+    ports: &mut [Option<Attached>],
+    dirty: &mut Vec<PortId>,
+    failed: &mut Vec<PortId>,
+    to: PortId,
+    frame: &[u8],
+) {
+    match ports.get_mut(usize::from(to.0)) {
+        Some(Some(a)) if a.ends.len() < TX_QUEUE => {
+            if a.ends.is_empty() {
+                dirty.push(to);
+            }
+            a.bytes.extend_from_slice(frame);
+            a.ends.push(a.bytes.len());
+        }
+        _ => failed.push(to),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+    use crate::plan::{Endpoint, Proto};
+    use crate::switch::Config;
+    use crate::wire::build::{self, Host};
+    use crate::wire::TcpFlags;
+    use crate::DropReason;
+
+    fn plan() -> Plan {
+        let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+        plan.add_service("web", vec![]).unwrap();
+        let kv = Endpoint {
+            name: "kv".into(),
+            port: 6379,
+            proto: Proto::Tcp,
+        };
+        plan.add_service("db", vec![kv]).unwrap();
+        plan.grant("web", "db.kv").unwrap();
+        plan
+    }
+
+    fn host(plan: &Plan, name: &str, port: u16) -> Host {
+        let s = plan.service(name).unwrap();
+        Host::new(s.mac, s.ipv4, port)
+    }
+
+    /// A guest's end: what the monitor reads and writes.
+    fn guest(fd: std::os::fd::OwnedFd) -> UnixDatagram {
+        let g = UnixDatagram::from(fd);
+        g.set_nonblocking(false).unwrap();
+        g.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        g
+    }
+
+    fn recv(g: &UnixDatagram) -> Vec<u8> {
+        let mut buf = [0u8; 2048];
+        let n = g.recv(&mut buf).expect("a frame within 5 s");
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn frames_cross_real_sockets_and_plans_apply_live() {
+        let plan = plan();
+        let handle = spawn(Fabric::new(plan.clone(), Config::default()).unwrap()).unwrap();
+        let (web_port, web_fd) = Port::pair().unwrap();
+        let (db_port, db_fd) = Port::pair().unwrap();
+        handle.attach(PortId(0), web_port).unwrap();
+        handle.attach(PortId(1), db_port).unwrap();
+        let (web, db) = (guest(web_fd), guest(db_fd));
+        let (w, d) = (host(&plan, "web", 40000), host(&plan, "db", 6379));
+
+        // ARP, answered by the fabric.
+        web.send(&build::arp_request(&w, d.ip)).unwrap();
+        let reply = recv(&web);
+        assert_eq!(&reply[22..28], &d.mac.0);
+        // A handshake through the fabric.
+        let syn = build::tcp(&w, &d, TcpFlags::SYN, 1000, 0, b"");
+        web.send(&syn).unwrap();
+        assert_eq!(recv(&db), syn);
+        let syn_ack = build::tcp(&d, &w, TcpFlags(0x12), 5000, 1001, b"");
+        db.send(&syn_ack).unwrap();
+        assert_eq!(recv(&web), syn_ack);
+        // Many frames at once, in order.
+        for i in 0..200u32 {
+            web.send(&build::tcp(
+                &w,
+                &d,
+                TcpFlags::ACK,
+                1001 + i,
+                5001,
+                &[i as u8; 100],
+            ))
+            .unwrap();
+        }
+        for i in 0..200u32 {
+            let f = recv(&db);
+            assert_eq!(f[54], i as u8, "frame {i}");
+        }
+
+        // Revoked: both ends are reset.
+        let mut revoked = plan.clone();
+        revoked.revoke("web", "db.kv");
+        let report = handle.apply(revoked).unwrap();
+        assert_eq!((report.cut, report.resets), (1, 2));
+        assert_eq!(recv(&web)[14 + 20 + 13], 0x14, "RST|ACK to web");
+        assert_eq!(recv(&db)[14 + 20 + 13], 0x14, "RST|ACK to db");
+        // An invalid plan is refused with its reason.
+        let mut bad = plan.clone();
+        bad.services[1].ipv4 = Ipv4Addr::new(10, 78, 0, 3);
+        let e = handle.apply(bad).unwrap_err();
+        assert!(e.to_string().contains("not a host address"), "{e}");
+
+        let stats = handle.stats().unwrap();
+        assert_eq!(stats.ports[0].stats.rx.frames, 202);
+        assert_eq!(stats.ports[1].stats.rx.frames, 1);
+        assert_eq!(stats.connections, 0);
+        assert!(matches!(
+            handle.attach(PortId(0), Port::pair().unwrap().0),
+            Err(RunError::PortBusy(_))
+        ));
+        let fabric = handle.stop().unwrap();
+        assert_eq!(fabric.port_stats(PortId(1)).unwrap().tx.frames, 202);
+    }
+
+    #[test]
+    fn a_guest_that_does_not_read_loses_frames_and_stalls_nobody() {
+        let plan = plan();
+        let handle = spawn(Fabric::new(plan.clone(), Config::default()).unwrap()).unwrap();
+        let (web_port, web_fd) = Port::pair().unwrap();
+        let (db_port, db_fd) = Port::pair().unwrap();
+        handle.attach(PortId(0), web_port).unwrap();
+        handle.attach(PortId(1), db_port).unwrap();
+        let (web, db) = (guest(web_fd), guest(db_fd));
+        let (w, d) = (host(&plan, "web", 40000), host(&plan, "db", 6379));
+        web.send(&build::tcp(&w, &d, TcpFlags::SYN, 1000, 0, b""))
+            .unwrap();
+        db.send(&build::tcp(&d, &w, TcpFlags(0x12), 5000, 1001, b""))
+            .unwrap();
+        recv(&web);
+        // More than db's socket buffer holds; web's sends wait only for the fabric.
+        let data = build::tcp(&w, &d, TcpFlags::ACK, 1001, 0, &[0; 1400]);
+        web.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let sent = 2000;
+        for _ in 0..sent {
+            web.send(&data).unwrap();
+        }
+        // The fabric still answers web.
+        web.send(&build::arp_request(&w, d.ip)).unwrap();
+        assert_eq!(recv(&web).len(), 42);
+        let stats = handle.stats().unwrap();
+        let db = stats.ports[1].stats;
+        assert!(db.drops.get(DropReason::TxFull) > 0, "{db:?}");
+        assert_eq!(stats.ports[0].stats.rx.frames, sent + 2);
+        assert_eq!(
+            stats.ports[1].stats.rx.frames, 1,
+            "db sent its SYN-ACK and read nothing"
+        );
+    }
+
+    #[test]
+    fn a_port_whose_guest_end_closes_is_detached() {
+        let plan = plan();
+        let handle = spawn(Fabric::new(plan.clone(), Config::default()).unwrap()).unwrap();
+        let (web_port, web_fd) = Port::pair().unwrap();
+        handle.attach(PortId(0), web_port).unwrap();
+        drop(web_fd);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Detached: the port number is free again (for a new port whose guest end stays open).
+        let _guest_end = loop {
+            let (again, guest_end) = Port::pair().unwrap();
+            match handle.attach(PortId(0), again) {
+                Ok(()) => break guest_end,
+                Err(RunError::PortBusy(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(handle.detach(PortId(0)).unwrap().is_some());
+        assert!(handle.detach(PortId(0)).unwrap().is_none());
+    }
+}
