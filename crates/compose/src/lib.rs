@@ -1,0 +1,86 @@
+//! The sturdy application file (`sturdy.yaml`, DESIGN.md section 2): parsing with positions,
+//! validation with errors that name the file, line, column and key, and the [`Plan`]:
+//! addresses, the capability graph, start order and each guest's arguments.
+//!
+//! Pure: nothing here does I/O except [`load`] reading the file.
+//!
+//! ```no_run
+//! let plan = sturdy_compose::load("examples/guestbook/sturdy.yaml".as_ref())?;
+//! for name in &plan.start_order {
+//!     let service = plan.service(name).unwrap();
+//!     println!("{} {} {:?}", service.name, service.image.display(), service.args);
+//! }
+//! let fabric = plan.fabric()?; // what the fabric enforces
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod check;
+mod error;
+mod model;
+mod plan;
+mod units;
+mod yaml;
+
+use std::path::Path;
+
+pub use check::DEFAULT_SUBNET;
+pub use error::{ComposeError, Diagnostic};
+pub use model::{Condition, Probe, Restart};
+pub use plan::{
+    AttachmentPlan, CapabilityPlan, DependencyPlan, EgressPlan, EndpointPlan, HealthcheckPlan,
+    Plan, PublishedPlan, ServicePlan, VolumePlan, DEFAULT_MEM,
+};
+
+/// The file name looked for when given a directory.
+pub const FILE_NAME: &str = "sturdy.yaml";
+
+/// Reads and plans the application file at `path` (or `path/sturdy.yaml` if `path` is a
+/// directory).
+pub fn load(path: &Path) -> Result<Plan, ComposeError> {
+    let file = if path.is_dir() {
+        path.join(FILE_NAME)
+    } else {
+        path.to_path_buf()
+    };
+    let src = std::fs::read_to_string(&file).map_err(|source| ComposeError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    parse(&src, &file)
+}
+
+/// Plans the application whose text is `src`; `file` is its path, used in messages and to
+/// resolve image paths (relative to its directory) and as the default application name (its
+/// directory's name). Returns every problem found, in file order.
+pub fn parse(src: &str, file: &Path) -> Result<Plan, ComposeError> {
+    let mut sink = error::Sink::new(file.to_path_buf());
+    let docs = match yaml::parse(src) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let mut msg = format!("not valid YAML: {}", e.message);
+            if e.message.contains("quoted scalar") {
+                msg.push_str(" (a quoted string is not closed: add its closing quote)");
+            }
+            if src.contains('\t') {
+                msg.push_str(" (the file contains tabs: YAML indents with spaces only)");
+            }
+            sink.error(e.pos, "", msg);
+            return Err(ComposeError::Invalid(sink.finish()));
+        }
+    };
+    let default_name = file
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str());
+    let app = model::Reader { sink: &mut sink }.app(&docs, default_name);
+    let subnet = check::check(&app, &mut sink);
+    if !sink.is_empty() {
+        return Err(ComposeError::Invalid(sink.finish()));
+    }
+    let subnet = subnet.expect("a subnet when there is no error");
+    match plan::build(&app, subnet, file, &mut sink) {
+        Some(plan) if sink.is_empty() => Ok(plan),
+        _ => Err(ComposeError::Invalid(sink.finish())),
+    }
+}
