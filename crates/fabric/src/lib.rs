@@ -18,6 +18,8 @@
 //!   are passed in, so tests and benchmarks drive it directly.
 //! - [`port`]: the I/O: SOCK_SEQPACKET ports (one end for the fabric, one for
 //!   `sturdy-hvt --net:NAME=@FD`) and the thread that runs a [`Fabric`] over them.
+//! - [`gateway`]: the gateway inside the fabric: published host ports forwarded to guests
+//!   (ingress) and egress capabilities forwarded to the outside, through a TCP stack on its port.
 //! - [`pcap`]: capture files (classic libpcap format) that tshark and Wireshark read.
 //!
 //! ```
@@ -44,6 +46,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod gateway;
 pub mod pcap;
 pub mod plan;
 pub mod policy;
@@ -51,8 +54,10 @@ pub mod port;
 pub mod switch;
 pub mod wire;
 
+pub use gateway::{GatewayHandle, GatewayStats};
 pub use plan::{
-    Capability, Egress, Endpoint, Gateway, Plan, PlanError, PortId, Proto, Service, Subnet,
+    Capability, Egress, Endpoint, Gateway, Plan, PlanError, PortId, Proto, Published, Service,
+    Subnet,
 };
 pub use policy::conntrack::Timeouts;
 pub use policy::{DropReason, Drops, Field};

@@ -15,7 +15,7 @@
 //! of the application file, so the same file always yields the same addresses.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use sturdy_bootcfg::{BootConfig, Nic};
@@ -30,6 +30,17 @@ pub const DEFAULT_NIC: &str = "service";
 /// A fabric port: one guest NIC. The port a frame arrives on is its sender's identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortId(pub u16);
+
+impl PortId {
+    /// The gateway's port ([`crate::gateway`]): the policy treats it as a service named
+    /// [`GATEWAY_NAME`] holding a capability to each published endpoint, and providing each
+    /// egress capability. No service may use this number.
+    pub const GATEWAY: PortId = PortId(u16::MAX);
+}
+
+/// The name the gateway goes by in capabilities and logs (`gateway -> web.http`); no service
+/// may take it while the plan publishes ports or grants egress.
+pub const GATEWAY_NAME: &str = "gateway";
 
 impl fmt::Display for PortId {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -134,7 +145,7 @@ pub fn mac_for(ip: Ipv4Addr) -> Mac {
 }
 
 /// The gateway inside the fabric: the peer of ingress connections and the next hop of egress
-/// (not built yet: frames for it are counted and dropped as
+/// ([`crate::gateway`]; until it runs, frames for it are counted and dropped as
 /// [`NoGateway`](crate::DropReason::NoGateway)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gateway {
@@ -224,6 +235,31 @@ impl fmt::Display for Egress {
     }
 }
 
+/// A published endpoint: connections to `host` (a TCP address on the host) are forwarded by the
+/// gateway to `service`'s endpoint `endpoint`, the gateway being the guest's peer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Published {
+    /// The host address the gateway listens on (port 0: any free port).
+    pub host: SocketAddr,
+    /// The providing service.
+    pub service: String,
+    /// Its endpoint (TCP).
+    pub endpoint: String,
+}
+
+impl Published {
+    /// The capability the gateway holds for it: `gateway -> service.endpoint`.
+    pub fn capability(&self) -> Capability {
+        Capability::new(GATEWAY_NAME, &self.service, &self.endpoint)
+    }
+}
+
+impl fmt::Display for Published {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} -> {}.{}", self.host, self.service, self.endpoint)
+    }
+}
+
 /// What the fabric enforces: services, their addresses, and who may reach what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -237,6 +273,8 @@ pub struct Plan {
     pub capabilities: Vec<Capability>,
     /// Who may connect to which outside address.
     pub egress: Vec<Egress>,
+    /// The endpoints published on host addresses, through the gateway.
+    pub published: Vec<Published>,
 }
 
 impl Plan {
@@ -254,6 +292,7 @@ impl Plan {
             services: Vec::new(),
             capabilities: Vec::new(),
             egress: Vec::new(),
+            published: Vec::new(),
         }
     }
 
@@ -357,6 +396,46 @@ impl Plan {
         Ok(())
     }
 
+    /// Publishes `target` (`service.endpoint`, or `service` if it provides one TCP endpoint)
+    /// on the host TCP address `host`: the gateway accepts connections there and forwards
+    /// them to the endpoint. Publishing the same pair again changes nothing.
+    pub fn publish(&mut self, host: SocketAddr, target: &str) -> Result<(), PlanError> {
+        let (name, endpoint) = match target.split_once('.') {
+            Some((s, e)) => (s, Some(e)),
+            None => (target, None),
+        };
+        let service = self.known(name)?;
+        let tcp: Vec<&Endpoint> = service
+            .provides
+            .iter()
+            .filter(|e| e.proto == Proto::Tcp)
+            .collect();
+        let endpoint = match endpoint {
+            Some(e) => {
+                let found = service
+                    .provides
+                    .iter()
+                    .find(|p| p.name == e)
+                    .ok_or_else(|| unknown_endpoint(service, e))?;
+                if found.proto != Proto::Tcp {
+                    return Err(PlanError::PublishNotTcp(target.into()));
+                }
+                found.name.clone()
+            }
+            None if tcp.len() == 1 => tcp[0].name.clone(),
+            None => return Err(PlanError::PublishNotTcp(target.into())),
+        };
+        let p = Published {
+            host,
+            service: name.into(),
+            endpoint,
+        };
+        if !self.published.contains(&p) {
+            self.published.push(p);
+        }
+        Ok(())
+    }
+
     /// The service called `name`.
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
@@ -445,6 +524,23 @@ impl Plan {
             }
             if self.capabilities[..i].contains(cap) {
                 return Err(PlanError::DuplicateCapability(cap.clone()));
+            }
+        }
+        if (!self.egress.is_empty() || !self.published.is_empty())
+            && self.service(GATEWAY_NAME).is_some()
+        {
+            return Err(PlanError::ReservedName(GATEWAY_NAME.into()));
+        }
+        if let Some(s) = self.services.iter().find(|s| s.port == PortId::GATEWAY) {
+            return Err(PlanError::ReservedName(s.name.clone()));
+        }
+        for (i, p) in self.published.iter().enumerate() {
+            let (_, endpoint) = self.resolve(&p.capability())?;
+            if endpoint.proto != Proto::Tcp {
+                return Err(PlanError::PublishNotTcp(p.to_string()));
+            }
+            if p.host.port() != 0 && self.published[..i].iter().any(|q| q.host == p.host) {
+                return Err(PlanError::DuplicatePublish(p.host));
             }
         }
         for e in &self.egress {
@@ -614,6 +710,15 @@ pub enum PlanError {
         "egress {0}: the address is inside the application's subnet (grant the service instead)"
     )]
     EgressInsideSubnet(Egress),
+    /// A published endpoint that is not TCP (or a service with no single TCP endpoint).
+    #[error("'{0}' cannot be published: only a TCP endpoint can (name it as service.endpoint)")]
+    PublishNotTcp(String),
+    /// Two published endpoints on one host address.
+    #[error("host address {0} is published twice")]
+    DuplicatePublish(SocketAddr),
+    /// A service whose name or port the gateway needs.
+    #[error("service '{0}' takes the gateway's name or port")]
+    ReservedName(String),
     /// A service's boot configuration would not be valid.
     #[error("service '{service}': {source}")]
     BootConfig {
@@ -789,6 +894,36 @@ mod tests {
                 .starts_with("service 'web': boot configuration argument"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn publishes_tcp_endpoints_once_on_distinct_host_addresses() {
+        let mut plan = guestbook();
+        let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        plan.publish(a, "web").unwrap();
+        plan.publish(a, "web.http").unwrap();
+        assert_eq!(plan.published.len(), 1);
+        assert_eq!(
+            plan.published[0].capability().to_string(),
+            "gateway -> web.http"
+        );
+        assert!(matches!(
+            plan.publish(a, "db.stats"),
+            Err(PlanError::PublishNotTcp(_))
+        ));
+        assert!(matches!(
+            plan.publish(a, "db.nope"),
+            Err(PlanError::UnknownEndpoint { .. })
+        ));
+        plan.publish(a, "db.kv").unwrap();
+        assert!(matches!(
+            plan.validate(),
+            Err(PlanError::DuplicatePublish(_))
+        ));
+        plan.published.pop();
+        plan.validate().unwrap();
+        plan.add_service("gateway", vec![]).unwrap();
+        assert!(matches!(plan.validate(), Err(PlanError::ReservedName(_))));
     }
 
     #[test]

@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 pub use reason::{DropReason, Drops, Field};
 
-use crate::plan::{Capability, Egress, Gateway, Plan, PlanError, PortId, Proto, Subnet};
+use crate::plan::{
+    Capability, Egress, Gateway, Plan, PlanError, PortId, Proto, Subnet, GATEWAY_NAME,
+};
 use crate::wire::Mac;
 
 /// The hasher of every table on the data path.
@@ -80,6 +82,8 @@ pub struct Policy {
     reach: Set<u64>,
     egress: Vec<Egress>,
     egress_index: Map<(u8, u64), usize>,
+    /// The gateway as a port ([`PortId::GATEWAY`]).
+    gateway: PortRule,
 }
 
 /// Packs a port, an address and a transport port into one key.
@@ -127,6 +131,12 @@ impl Policy {
             reach: Set::with_hasher(hasher()),
             egress: plan.egress.clone(),
             egress_index: Map::with_hasher(hasher()),
+            gateway: PortRule {
+                service: GATEWAY_NAME.into(),
+                mac: plan.gateway.mac,
+                ipv4: plan.gateway.ipv4,
+                has_egress: false,
+            },
             plan: Plan::new(plan.subnet),
         };
         for cap in &plan.capabilities {
@@ -155,11 +165,58 @@ impl Policy {
             policy.reach.insert(key2(consumer, provider.ipv4));
             policy.reach.insert(key2(provider.port, consumer_ip));
         }
+        let gw_ip = plan.gateway.ipv4;
+        // The gateway holds a capability to each published endpoint, and may ARP its provider
+        // (and be ARPed by it).
+        for p in &plan.published {
+            let cap = p.capability();
+            if policy.cap_ids.contains_key(&cap) {
+                continue;
+            }
+            let (provider, endpoint) = plan.resolve(&cap)?;
+            let id = CapId(policy.caps.len() as u32);
+            policy.cap_ids.insert(cap.clone(), id);
+            policy.caps.push(CapRule {
+                cap,
+                consumer: PortId::GATEWAY,
+                provider: provider.port,
+                addr: provider.ipv4,
+                port: endpoint.port,
+                proto: endpoint.proto,
+            });
+            policy
+                .tcp
+                .insert(key(PortId::GATEWAY, provider.ipv4, endpoint.port), id);
+            policy.reach.insert(key2(PortId::GATEWAY, provider.ipv4));
+            policy.reach.insert(key2(provider.port, gw_ip));
+        }
+        // Each egress capability is one whose provider is the gateway, at the outside address.
         for (i, e) in plan.egress.iter().enumerate() {
-            let consumer = plan.service(&e.consumer).expect("validated").port;
+            let service = plan.service(&e.consumer).expect("validated");
+            let consumer = service.port;
             policy
                 .egress_index
                 .insert((proto_num(e.proto), key(consumer, e.addr, e.port)), i);
+            let cap = Capability::new(&e.consumer, GATEWAY_NAME, &e.name);
+            if policy.cap_ids.contains_key(&cap) {
+                continue;
+            }
+            let id = CapId(policy.caps.len() as u32);
+            policy.cap_ids.insert(cap.clone(), id);
+            policy.caps.push(CapRule {
+                cap,
+                consumer,
+                provider: PortId::GATEWAY,
+                addr: e.addr,
+                port: e.port,
+                proto: e.proto,
+            });
+            let table = match e.proto {
+                Proto::Tcp => &mut policy.tcp,
+                Proto::Udp => &mut policy.udp,
+            };
+            table.insert(key(consumer, e.addr, e.port), id);
+            policy.reach.insert(key2(PortId::GATEWAY, service.ipv4));
         }
         policy.plan = plan;
         Ok(policy)
@@ -183,10 +240,13 @@ impl Policy {
     /// What the policy knows of `port`.
     #[inline]
     pub fn port(&self, port: PortId) -> Option<&PortRule> {
+        if port == PortId::GATEWAY {
+            return Some(&self.gateway);
+        }
         self.ports.get(usize::from(port.0))?.as_ref()
     }
 
-    /// The ports that have a service.
+    /// The ports that have a service (the gateway's not included).
     pub fn ports(&self) -> impl Iterator<Item = (PortId, &PortRule)> {
         self.ports
             .iter()
@@ -247,7 +307,8 @@ impl Policy {
     pub fn arp_answer(&self, asker: PortId, target: Ipv4Addr) -> Option<Mac> {
         let gateway = self.gateway();
         if target == gateway.ipv4 {
-            return self.port(asker)?.has_egress.then_some(gateway.mac);
+            let reaches = self.port(asker)?.has_egress || self.reach.contains(&key2(asker, target));
+            return reaches.then_some(gateway.mac);
         }
         if !self.reach.contains(&key2(asker, target)) {
             return None;

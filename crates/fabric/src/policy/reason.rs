@@ -56,7 +56,7 @@ pub enum DropReason {
     TcpState,
     /// The connection table (or the port's share of it) is full.
     ConntrackFull,
-    /// It is for the gateway (an egress capability), which this fabric does not run yet.
+    /// It is for the gateway (an egress capability or a published endpoint), which is not running.
     NoGateway,
     /// The destination port could not take it (its monitor is not reading), or is detached.
     TxFull,

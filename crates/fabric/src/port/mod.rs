@@ -11,7 +11,7 @@
 //! wrapped in a safe function.
 
 mod runner;
-mod sys;
+pub(crate) mod sys;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

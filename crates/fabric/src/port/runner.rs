@@ -274,7 +274,7 @@ impl Loop {
     }
 
     fn attach(&mut self, port: PortId, io: Port) -> Result<(), RunError> {
-        let i = usize::from(port.0);
+        let i = index(port);
         if self.ports.len() <= i {
             self.ports.resize_with(i + 1, || None);
         }
@@ -289,11 +289,17 @@ impl Loop {
             bytes: Vec::new(),
             ends: Vec::new(),
         });
+        if port == PortId::GATEWAY {
+            self.fabric.set_gateway(true);
+        }
         Ok(())
     }
 
     fn detach(&mut self, port: PortId) -> Option<Port> {
-        let attached = self.ports.get_mut(usize::from(port.0))?.take()?;
+        let attached = self.ports.get_mut(index(port))?.take()?;
+        if port == PortId::GATEWAY {
+            self.fabric.set_gateway(false);
+        }
         let _ = self.epoll.delete(attached.io.as_raw_fd());
         Some(attached.io)
     }
@@ -301,7 +307,7 @@ impl Loop {
     /// Reads one batch from `port` and runs it through the switch. `hangup`: epoll says the
     /// guest's end closed. Returns whether the port is closed and read to its end.
     fn receive(&mut self, port: PortId, now: Instant, hangup: bool) -> bool {
-        let Some(Some(attached)) = self.ports.get(usize::from(port.0)) else {
+        let Some(Some(attached)) = self.ports.get(index(port)) else {
             return false;
         };
         let n = match attached.io.recv_batch(&mut self.rx_bufs, &mut self.rx_lens) {
@@ -340,7 +346,7 @@ impl Loop {
             self.fabric.tx_failed(to, now);
         }
         for port in std::mem::take(&mut self.dirty) {
-            let Some(Some(attached)) = self.ports.get_mut(usize::from(port.0)) else {
+            let Some(Some(attached)) = self.ports.get_mut(index(port)) else {
                 continue;
             };
             let mut frames: Vec<&[u8]> = Vec::with_capacity(attached.ends.len());
@@ -374,6 +380,15 @@ impl Loop {
     }
 }
 
+/// Where port `port` is kept in the run loop's table: the gateway first, then by number.
+fn index(port: PortId) -> usize {
+    if port == PortId::GATEWAY {
+        0
+    } else {
+        usize::from(port.0) + 1
+    }
+}
+
 /// Queues `frame` for `to`, or notes that it cannot be.
 fn queue(
     ports: &mut [Option<Attached>],
@@ -382,7 +397,7 @@ fn queue(
     to: PortId,
     frame: &[u8],
 ) {
-    match ports.get_mut(usize::from(to.0)) {
+    match ports.get_mut(index(to)) {
         Some(Some(a)) if a.ends.len() < TX_QUEUE => {
             if a.ends.is_empty() {
                 dirty.push(to);

@@ -157,6 +157,24 @@ pub(crate) fn send_batch(fd: &OwnedFd, frames: &[&[u8]]) -> io::Result<usize> {
     Ok(sent)
 }
 
+/// Makes closing the socket `fd` send a reset (SO_LINGER with a zero timeout).
+pub(crate) fn set_linger_zero(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads a `linger` structure of the size given, which lives for the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
+
 /// An epoll instance.
 pub(crate) struct Epoll(OwnedFd);
 

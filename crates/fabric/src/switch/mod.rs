@@ -105,6 +105,10 @@ pub struct Fabric {
     /// By capability id.
     caps: Vec<CapStats>,
     unattributed: PortStats,
+    /// The gateway's port's counters.
+    gateway_stats: PortStats,
+    /// Whether the gateway runs: frames for it are dropped as `NoGateway` until it does.
+    gateway_on: bool,
     captures: capture::Captures,
     logs: log::LogLimiter,
 }
@@ -169,8 +173,22 @@ impl Fabric {
             ports,
             caps,
             unattributed: PortStats::default(),
+            gateway_stats: PortStats::default(),
+            gateway_on: false,
             captures: capture::Captures::default(),
         })
+    }
+
+    /// Tells the fabric whether the gateway runs on [`PortId::GATEWAY`] (the port layer sets
+    /// it when the gateway's port is attached): until it does, frames of published endpoints
+    /// and egress capabilities are dropped as [`DropReason::NoGateway`].
+    pub fn set_gateway(&mut self, running: bool) {
+        self.gateway_on = running;
+    }
+
+    /// Whether the gateway runs.
+    pub fn gateway_running(&self) -> bool {
+        self.gateway_on
     }
 
     /// The plan in force.
@@ -358,6 +376,9 @@ impl Fabric {
 
     /// The counters of `port`, if it has a service.
     pub fn port_stats(&self, port: PortId) -> Option<&PortStats> {
+        if port == PortId::GATEWAY {
+            return Some(&self.gateway_stats);
+        }
         self.policy.port(port)?;
         self.ports.get(usize::from(port.0))
     }
@@ -398,6 +419,9 @@ impl Fabric {
     }
 
     fn port_stats_mut(&mut self, port: PortId) -> &mut PortStats {
+        if port == PortId::GATEWAY {
+            return &mut self.gateway_stats;
+        }
         match self.ports.get_mut(usize::from(port.0)) {
             Some(s) if self.policy.port(port).is_some() => s,
             _ => &mut self.unattributed,
@@ -587,7 +611,10 @@ impl Fabric {
         if !ip.verify_checksum() {
             return Drop(DropReason::Malformed, None);
         }
-        if ip.src() != my_ip {
+        // The gateway answers egress connections from their outside address: it may send from
+        // another address than its own, on a connection the consumer opened only (below).
+        let gateway = from == PortId::GATEWAY;
+        if ip.src() != my_ip && !gateway {
             return Drop(DropReason::Spoofed(Field::Ip), None);
         }
         if ip.is_fragment() {
@@ -626,7 +653,7 @@ impl Fabric {
                     len: t.segment_len(),
                 });
                 let opens = flags.syn() && !flags.ack() && !flags.rst();
-                (tuple(6, my_ip, t.src_port(), dst, t.dst_port()), opens)
+                (tuple(6, ip.src(), t.src_port(), dst, t.dst_port()), opens)
             }
             IpProtocol::Udp => {
                 let u = match UdpPacket::new_checked(ip.payload()) {
@@ -641,7 +668,7 @@ impl Fabric {
                 if u.src_port() == 0 || u.dst_port() == 0 {
                     return Drop(DropReason::Malformed, None);
                 }
-                (tuple(17, my_ip, u.src_port(), dst, u.dst_port()), true)
+                (tuple(17, ip.src(), u.src_port(), dst, u.dst_port()), true)
             }
             IpProtocol::Icmp => {
                 let i = match IcmpPacket::new_checked(ip.payload()) {
@@ -649,9 +676,9 @@ impl Fabric {
                     Err(e) => return Drop(wire_reason(e), None),
                 };
                 if i.is_echo_request() {
-                    (tuple(1, my_ip, i.echo_ident(), dst, 0), true)
+                    (tuple(1, ip.src(), i.echo_ident(), dst, 0), true)
                 } else if i.is_echo_reply() {
-                    (tuple(1, my_ip, 0, dst, i.echo_ident()), false)
+                    (tuple(1, ip.src(), 0, dst, i.echo_ident()), false)
                 } else {
                     return Drop(DropReason::IcmpType, None);
                 }
@@ -670,6 +697,9 @@ impl Fabric {
         // A new connection, along a capability.
         if !opens {
             return Drop(DropReason::NoConnection, None);
+        }
+        if gateway && ip.src() != my_ip {
+            return Drop(DropReason::Spoofed(Field::Ip), None);
         }
         let cap = match proto {
             IpProtocol::Icmp => self.policy.echo_capability(from, dst),
@@ -700,6 +730,9 @@ impl Fabric {
             );
         };
         let provider = self.policy.cap(cap).provider;
+        if (provider == PortId::GATEWAY || gateway) && !self.gateway_on {
+            return Drop(DropReason::NoGateway, Some(cap));
+        }
         let state = match proto {
             IpProtocol::Tcp => State::Tcp(Tcp::syn(segment.expect("TCP").seq)),
             IpProtocol::Udp => State::Udp { replied: false },

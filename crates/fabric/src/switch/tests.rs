@@ -470,6 +470,92 @@ fn egress_waits_for_the_gateway_and_is_never_implied() {
 }
 
 #[test]
+fn the_gateway_reaches_published_endpoints_and_answers_egress_only() {
+    let mut plan = plan();
+    plan.publish("127.0.0.1:8080".parse().unwrap(), "web.http")
+        .unwrap();
+    let mut n = Net::with(plan, Config::default());
+    let gw_mac = n.f.plan().gateway.mac;
+    let g = Host::new(gw_mac, ip(1), 50000);
+    let web = host(WEB, 80);
+    // Until the gateway runs, nothing goes to or from it.
+    n.dropped(
+        PortId::GATEWAY,
+        build::tcp(&g, &web, SYN, 1, 0, b""),
+        DropReason::NoGateway,
+    );
+    n.f.set_gateway(true);
+
+    // Ingress: the gateway's ARP for web is answered, for db is not; its SYN to web.http goes
+    // through, to anything else not.
+    assert_eq!(
+        n.send(PortId::GATEWAY, build::arp_request(&g, ip(2))),
+        Verdict::Answered
+    );
+    n.dropped(
+        PortId::GATEWAY,
+        build::arp_request(&g, ip(3)),
+        DropReason::ArpUnreachable,
+    );
+    n.forwarded(PortId::GATEWAY, build::tcp(&g, &web, SYN, 1, 0, b""), WEB);
+    n.forwarded(
+        WEB,
+        build::tcp(&web, &g, SYN_ACK, 9, 2, b""),
+        PortId::GATEWAY,
+    );
+    n.dropped(
+        PortId::GATEWAY,
+        build::tcp(&g.port(50001), &host(DB, 6379), SYN, 1, 0, b""),
+        DropReason::NoCapability,
+    );
+    // web may ARP the gateway (its peer), db may not.
+    assert_eq!(
+        n.send(WEB, build::arp_request(&host(WEB, 0), ip(1))),
+        Verdict::Answered
+    );
+    n.dropped(
+        DB,
+        build::arp_request(&host(DB, 0), ip(1)),
+        DropReason::ArpUnreachable,
+    );
+    // The gateway may not open a connection from another address than its own.
+    let mut spoof = Host::new(gw_mac, Ipv4Addr::new(203, 0, 113, 7), 443);
+    n.dropped(
+        PortId::GATEWAY,
+        build::tcp(&spoof, &web, SYN, 1, 0, b""),
+        DropReason::Spoofed(Field::Ip),
+    );
+    // Egress: web's SYN to 203.0.113.7:443 goes to the gateway, which answers from that
+    // address on that connection only.
+    let w = host(WEB, 40000);
+    n.forwarded(
+        WEB,
+        build::tcp(&w, &spoof, SYN, 100, 0, b""),
+        PortId::GATEWAY,
+    );
+    n.forwarded(
+        PortId::GATEWAY,
+        build::tcp(&spoof, &w, SYN_ACK, 7, 101, b""),
+        WEB,
+    );
+    spoof.port = 444;
+    n.dropped(
+        PortId::GATEWAY,
+        build::tcp(&spoof, &w, SYN_ACK, 7, 101, b""),
+        DropReason::NoConnection,
+    );
+    let stats =
+        n.f.capability_stats(&Capability::new("web", "gateway", "egress.0"))
+            .unwrap();
+    assert_eq!(stats.opened, 1);
+    let stats =
+        n.f.capability_stats(&Capability::new("gateway", "web", "http"))
+            .unwrap();
+    assert_eq!(stats.opened, 1);
+    assert_eq!(n.f.port_stats(PortId::GATEWAY).unwrap().rx.frames, 8);
+}
+
+#[test]
 fn connections_are_limited_per_port() {
     let config = Config {
         max_connections_per_port: 2,

@@ -1,0 +1,481 @@
+//! The gateway with real unikernels: published host ports forwarded to guests (ingress) and
+//! egress capabilities forwarded to host addresses, each guest booted by `sturdy-hvt` on its
+//! fabric port with the boot configuration the plan renders (see tests/guests.rs for how the
+//! monitor is found: `cargo build -p sturdy-hvt` first).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sturdy_fabric::port::{self, FabricHandle, Port};
+use sturdy_fabric::{
+    gateway, Capability, DropReason, Endpoint, Fabric, GatewayHandle, Plan, Proto,
+};
+
+fn hvt() -> PathBuf {
+    assert!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "this test boots unikernels and needs /dev/kvm (KVM); none found"
+    );
+    let exe = std::env::current_exe().expect("the test's own path");
+    let hvt = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps")
+        .join("sturdy-hvt");
+    assert!(
+        hvt.is_file(),
+        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` (or scripts/test.sh) first",
+        hvt.display()
+    );
+    hvt
+}
+
+/// A running monitor, killed on drop.
+struct Guest(Child);
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Boots `image` as `service` of `plan`, its NIC on `fd`, with extra monitor options and guest
+/// arguments.
+fn boot(
+    plan: &Plan,
+    service: &str,
+    image: &str,
+    fd: &OwnedFd,
+    monitor: &[&str],
+    extra: &[&str],
+) -> Guest {
+    let boot_args = sturdy_bootcfg::render(&plan.bootcfg_for(service).unwrap());
+    let raw = fd.as_raw_fd();
+    let mut cmd = Command::new(hvt());
+    cmd.arg("--mem=64")
+        .args(monitor)
+        .args(plan.monitor_net_args(service, raw).unwrap())
+        .arg(guests::path(image))
+        .args(boot_args.split(' '))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    inherit(&mut cmd, raw);
+    Guest(cmd.spawn().expect("spawn sturdy-hvt"))
+}
+
+fn inherit(cmd: &mut Command, fd: i32) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
+    // async-signal-safe, on a descriptor number the parent keeps open until after the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn wait_for_line(guest: &mut Guest, needle: &str, timeout: Duration) {
+    use std::io::{BufRead, BufReader};
+    let stdout = guest.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = needle.to_string();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            seen += &line;
+            seen.push('\n');
+            if line.contains(&wanted) {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        let _ = tx.send(Err(seen));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => {}
+        Ok(Err(seen)) => panic!("the guest exited before printing {needle:?}; it printed:\n{seen}"),
+        Err(_) => panic!("the guest did not print {needle:?} within {timeout:?}"),
+    }
+}
+
+fn finish(mut guest: Guest, timeout: Duration) -> (Option<i32>, String) {
+    let start = Instant::now();
+    while guest.0.try_wait().unwrap().is_none() && start.elapsed() < timeout {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = guest.0.kill();
+    let child = std::mem::replace(&mut guest.0, Command::new("true").spawn().unwrap());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn ep(name: &str, port: u16) -> Endpoint {
+    Endpoint {
+        name: name.into(),
+        port,
+        proto: Proto::Tcp,
+    }
+}
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A fabric enforcing `plan` with its gateway, and a port per service.
+fn fabric(plan: &Plan) -> (FabricHandle, GatewayHandle, Vec<(String, OwnedFd)>) {
+    let handle = port::spawn(Fabric::new(plan.clone(), Default::default()).unwrap()).unwrap();
+    let mut ends = Vec::new();
+    for s in &plan.services {
+        let (p, fd) = Port::pair().unwrap();
+        handle.attach(s.port, p).unwrap();
+        ends.push((s.name.clone(), fd));
+    }
+    let gw = gateway::spawn(plan, &handle).unwrap();
+    (handle, gw, ends)
+}
+
+fn end<'a>(ends: &'a [(String, OwnedFd)], name: &str) -> &'a OwnedFd {
+    &ends.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// Waits until the gateway has no connection open.
+fn no_connections(gw: &GatewayHandle) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.stats().connections != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "gateway connections leak: {:?}",
+            gw.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_guestbook_through_the_fabric_and_a_published_port() {
+    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+    plan.add_service("web", vec![ep("http", 80)]).unwrap();
+    plan.add_service("db", vec![ep("kv", 6379)]).unwrap();
+    plan.grant("web", "db.kv").unwrap();
+    plan.publish(any_port(), "web.http").unwrap();
+    let (handle, gw, ends) = fabric(&plan);
+    let addr = gw.addr_of("web.http").unwrap();
+
+    let dir = std::env::temp_dir().join(format!("sturdy-gw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("kv.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let block = format!("--block:storage={}", disk.display());
+    let mut kv = boot(&plan, "db", "kv", end(&ends, "db"), &[&block], &[]);
+    kv.wait_for_line_or("serving on port 6379");
+    let mut web = boot(&plan, "web", "web", end(&ends, "web"), &[], &[]);
+    web.wait_for_line_or("web: serving http");
+
+    let base = format!("http://{addr}");
+    assert_eq!(curl(&[&format!("{base}/health")]).trim(), "ok");
+    let status = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{base}/health"),
+    ]);
+    assert_eq!(status, "200");
+    for (name, message) in [("ada", "first post"), ("grace", "through the gateway")] {
+        curl(&[
+            "-o",
+            "/dev/null",
+            "--data-urlencode",
+            &format!("name={name}"),
+            "--data-urlencode",
+            &format!("message={message}"),
+            &format!("{base}/entries"),
+        ]);
+    }
+    let json = curl(&[&format!("{base}/entries")]);
+    assert!(
+        json.contains("\"name\":\"grace\",\"message\":\"through the gateway\""),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"name\":\"ada\",\"message\":\"first post\""),
+        "{json}"
+    );
+    no_connections(&gw);
+    let stats = gw.stats();
+    assert!(stats.ingress_opened >= 5, "{stats:?}");
+    assert_eq!(stats.resets_to_host, 0, "{stats:?}");
+
+    let fabric = handle.stop().unwrap();
+    let cap = fabric
+        .capability_stats(&Capability::new("gateway", "web", "http"))
+        .unwrap();
+    assert!(cap.opened >= 5, "{cap:?}");
+    let kv_cap = fabric
+        .capability_stats(&Capability::new("web", "db", "kv"))
+        .unwrap();
+    assert!(kv_cap.opened >= 1, "{kv_cap:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+trait WaitFor {
+    fn wait_for_line_or(&mut self, needle: &str);
+}
+
+impl WaitFor for Guest {
+    fn wait_for_line_or(&mut self, needle: &str) {
+        wait_for_line(self, needle, Duration::from_secs(20));
+    }
+}
+
+/// An echo server behind two published ports.
+fn echo_fabric() -> (Plan, FabricHandle, GatewayHandle, Guest) {
+    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+    plan.add_service("peer", vec![ep("echo", 7)]).unwrap();
+    plan.publish(any_port(), "peer.echo").unwrap();
+    plan.publish(any_port(), "peer").unwrap();
+    let (handle, gw, ends) = fabric(&plan);
+    let mut server = boot(&plan, "peer", "tcpecho", end(&ends, "peer"), &[], &[]);
+    drop(ends);
+    server.wait_for_line_or("serving echo on port 7");
+    (plan, handle, gw, server)
+}
+
+#[test]
+fn a_hundred_concurrent_connections_echo_through_published_ports() {
+    let (plan, handle, gw, mut server) = echo_fabric();
+    assert_eq!(plan.published.len(), 1, "the same endpoint published once");
+    let addr = gw.published()[0].1;
+    let clients: Vec<_> = (0..100u32)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let data: Vec<u8> = (0..20_000u32)
+                    .map(|j| (j.wrapping_mul(7) + i) as u8)
+                    .collect();
+                let mut w = s.try_clone().unwrap();
+                let sent = data.clone();
+                let writer = std::thread::spawn(move || {
+                    w.write_all(&sent).unwrap();
+                    w.shutdown(Shutdown::Write).unwrap();
+                });
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                writer.join().unwrap();
+                assert_eq!(got.len(), data.len(), "connection {i}");
+                assert!(got == data, "connection {i}: echo differs");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    no_connections(&gw);
+    let stats = gw.stats();
+    assert_eq!(stats.ingress_opened, 100, "{stats:?}");
+    assert_eq!(
+        stats.closed, 100,
+        "every one closed with FIN both ways: {stats:?}"
+    );
+    assert_eq!(stats.resets_to_host + stats.resets_to_guest, 0, "{stats:?}");
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+    drop(handle);
+}
+
+#[test]
+fn resets_and_closes_cross_the_gateway_without_leaks() {
+    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+    plan.add_service("peer", vec![ep("echo", 7), ep("none", 9)])
+        .unwrap();
+    plan.publish(any_port(), "peer.echo").unwrap();
+    // Published, but nothing listens there: the guest refuses, the host peer is reset.
+    plan.publish(any_port(), "peer.none").unwrap();
+    let (handle, gw, ends) = fabric(&plan);
+    let mut server = boot(&plan, "peer", "tcpecho", end(&ends, "peer"), &[], &[]);
+    drop(ends);
+    server.wait_for_line_or("serving echo on port 7");
+    let addr = gw.addr_of("peer.echo").unwrap();
+
+    // Host client resets mid-connection (SO_LINGER 0): the guest's side is reset, nothing
+    // stays open.
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        reset_on_close(&s);
+        drop(s);
+    }
+    no_connections(&gw);
+    assert_eq!(gw.stats().resets_to_guest, 10, "{:?}", gw.stats());
+    // The guest got the resets: the fabric saw each connection end (an RST ends its tracking;
+    // a FIN exchange would keep it a while).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.stats().unwrap().connections != 0 {
+        assert!(Instant::now() < deadline, "{:?}", handle.stats().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The host closes, the guest closes back: the client reads the end of the stream.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"bye").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"bye");
+    no_connections(&gw);
+
+    // The guest refuses (tcpecho listens on "echo" only, not on port 9): the host client is
+    // reset.
+    let refused = gw.addr_of("peer.none").unwrap();
+    let mut s = TcpStream::connect(refused).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 8];
+    let r = s.read(&mut buf);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
+    no_connections(&gw);
+    let stats = gw.stats();
+    assert!(stats.resets_to_host >= 1, "{stats:?}");
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+}
+
+fn reset_on_close(s: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads a `linger` of the size given, which lives for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
+/// A host echo server on 127.0.0.1: (its port, the count of connections it served).
+fn host_echo() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut s);
+                let _ = s.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (port, served)
+}
+
+/// `client` with (or without) the egress capability `peer` to a host echo server; the guest is
+/// always told it has it.
+fn egress(granted: bool) -> (Option<i32>, String, usize, Fabric, GatewayHandle) {
+    let (port, served) = host_echo();
+    let mut told = Plan::new("10.77.0.0/24".parse().unwrap());
+    told.add_service("client", vec![]).unwrap();
+    told.grant_egress("client", "peer", Ipv4Addr::LOCALHOST, port, Proto::Tcp)
+        .unwrap();
+    let enforced = if granted {
+        told.clone()
+    } else {
+        let mut p = told.clone();
+        p.egress.clear();
+        p
+    };
+    let (handle, gw, ends) = fabric(&enforced);
+    let client = boot(
+        &told,
+        "client",
+        "tcpclient",
+        end(&ends, "client"),
+        &[],
+        &["--limit=4"],
+    );
+    drop(ends);
+    let (status, output) = finish(client, Duration::from_secs(60));
+    let fabric = handle.stop().unwrap();
+    (
+        status,
+        output,
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        fabric,
+        gw,
+    )
+}
+
+#[test]
+fn a_guest_reaches_an_outside_address_through_its_egress_capability() {
+    let (status, output, served, fabric, gw) = egress(true);
+    assert_eq!(status, Some(0), "the client failed:\n{output}");
+    assert!(output.contains("SUCCESS"), "{output}");
+    assert_eq!(served, 4);
+    let stats = gw.stats();
+    assert_eq!(stats.egress_opened, 4, "{stats:?}");
+    let cap = fabric
+        .capability_stats(&Capability::new("client", "gateway", "peer"))
+        .unwrap();
+    assert_eq!(cap.opened, 4, "{cap:?}");
+    assert!(cap.to_provider.bytes > 4 * 64 * 1024, "{cap:?}");
+}
+
+#[test]
+fn without_the_egress_capability_a_guest_reaches_nothing_outside() {
+    let (status, output, served, fabric, gw) = egress(false);
+    assert_eq!(status, Some(1), "the client should fail:\n{output}");
+    assert!(output.contains("FAILURE"), "{output}");
+    assert_eq!(served, 0, "nothing reached the outside");
+    assert_eq!(gw.stats().egress_opened, 0);
+    let client = fabric.port_stats(sturdy_fabric::PortId(0)).unwrap();
+    // The gateway is invisible to it: its ARP requests for it go unanswered.
+    assert!(
+        client.drops.get(DropReason::ArpUnreachable) > 0,
+        "{client:?}"
+    );
+    assert_eq!(client.tx.frames, 0, "{client:?}");
+}
