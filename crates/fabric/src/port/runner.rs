@@ -322,9 +322,10 @@ impl Loop {
         for i in 0..n {
             let len = self.rx_lens[i];
             // Once the peer has closed, recvmmsg reports the end of the stream as empty
-            // messages (filling the batch with them); before that, an empty message is an empty
-            // frame, dropped as truncated.
-            if len == 0 && hangup {
+            // messages (filling the batch with them), possibly before epoll reports the hang-up.
+            // An empty message is never a frame (sturdy-hvt refuses NET_WRITE shorter than an
+            // Ethernet header), so it is always the end.
+            if len == 0 {
                 return true;
             }
             if len > RECV_BUFFER {

@@ -124,12 +124,13 @@ impl NetDevice {
         self.fd.as_raw_fd()
     }
 
-    /// NET_WRITE: one frame of at most mtu + 14 bytes. A frame the host cannot take right now is
+    /// NET_WRITE: one frame of 14 (the Ethernet header) to mtu + 14 bytes. A frame the host cannot take right now is
     /// dropped, as a NIC would; the guest is never stopped by the network.
     pub fn write(&self, mem: &GuestMemory, args: &[u8]) -> Result<i32, VmError> {
         let data = sturdy_abi::get_u64(args, NetIo::OFF_DATA);
         let len = sturdy_abi::get_u64(args, NetIo::OFF_LEN);
-        if len > u64::from(self.mtu) + ETHERNET_HEADER {
+        // Not an Ethernet frame: shorter than its header or longer than the MTU allows.
+        if len < ETHERNET_HEADER || len > u64::from(self.mtu) + ETHERNET_HEADER {
             return Ok(RESULT_EINVAL);
         }
         let ptr = mem.host_ptr(data, len, Access::Read)?;
