@@ -15,6 +15,7 @@ have redis-server || need+=(redis-server)
 have wrk || need+=(wrk)
 have curl || need+=(curl)
 have tshark || need+=(tshark)
+have dot || need+=(graphviz)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
