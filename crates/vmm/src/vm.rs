@@ -170,10 +170,8 @@ impl Vm {
             // Copy what the exit says out of kvm_run before touching the vCPU again.
             let exit = match self.vcpu.run() {
                 Ok(VcpuExit::IoOut(port, data)) => {
-                    let mut value = [0u8; 4];
-                    let n = data.len().min(4);
-                    value[..n].copy_from_slice(&data[..n]);
-                    Event::Out(port, value, data.len())
+                    // Only a single 4-byte `out` can be a hypercall (spec 5).
+                    Event::Out(port, <[u8; 4]>::try_from(data).ok())
                 }
                 Ok(VcpuExit::IoIn(port, _)) => Event::Stop(VmError::InvalidPort { port }),
                 Ok(VcpuExit::MmioWrite(gpa, _)) | Ok(VcpuExit::MmioRead(gpa, _)) => Event::Mmio(gpa),
@@ -193,12 +191,11 @@ impl Vm {
                 Err(source) => Event::Stop(VmError::Kvm { what: "KVM_RUN", source }),
             };
             match exit {
-                Event::Out(port, value, len) => {
-                    if self.mode == Mode::Deprivileged && port == FAULT_PORT && len == 4 {
-                        return self.fault(u64::from(u32::from_le_bytes(value)));
+                Event::Out(port, value) => {
+                    if let (Mode::Deprivileged, FAULT_PORT, Some(v)) = (self.mode, port, value) {
+                        return self.fault(u64::from(u32::from_le_bytes(v)));
                     }
-                    let data = &value[..len.min(4)];
-                    let data = if len == data.len() { data } else { &[][..] };
+                    let data: &[u8] = value.as_ref().map_or(&[], |v| v);
                     match hypercall::dispatch(
                         &self.mem,
                         &self.devices,
@@ -258,7 +255,8 @@ impl Vm {
 }
 
 enum Event {
-    Out(u16, [u8; 4], usize),
+    /// An `out` to `port`: its value if it was a single 4-byte write.
+    Out(u16, Option<[u8; 4]>),
     Mmio(u64),
     Stopped(&'static str),
     Stop(VmError),
