@@ -8,7 +8,7 @@
 #    through the fabric (crates/fabric/examples/bench_pair.rs), beside the same two guests on a
 #    Linux bridge with TAP devices in a network namespace this script creates; alternating runs.
 #    Targets: fabric throughput >= 1.0x the bridge, p99 latency <= 1.2x.
-# Still to come: ingress through a published port vs directly to the guest's TAP.
+# 3. ingress: wrk through a published port (fabric + gateway) vs directly to the guest's TAP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}
@@ -56,4 +56,72 @@ print(f"  bulk echo goodput: fabric {f['bulk_mbit_s']:.0f} Mbit/s, bridge {b['bu
 print(f"  64-byte request/response p50: fabric {f['rr_p50_us']:.0f} us, bridge {b['rr_p50_us']:.0f} us")
 l = f["rr_p99_us"] / b["rr_p99_us"]
 print(f"  64-byte request/response p99: fabric {f['rr_p99_us']:.0f} us, bridge {b['rr_p99_us']:.0f} us: {l:.2f}x (target <= 1.2x: {'met' if l <= 1.2 else 'NOT met'})")
+PY
+
+# 3. Ingress: `wrk -t 2 -c 100 -d 10s` on the guestbook list page (10 entries) through a published
+#    port (kv + web on the fabric, web's http published by the gateway on 127.0.0.1;
+#    crates/fabric/examples/guestbook.rs) vs directly to web's TAP (kv and web on a Linux bridge
+#    in a network namespace, as in benches/kv.sh). Target: fabric req/s >= 0.8x the TAP's.
+#    Self-contained from here on: from the repository's root,
+#    `bash <(sed -n '/^# 3. Ingress/,$p' benches/fabric.sh)` runs it alone.
+set -euo pipefail
+echo "== ingress: wrk -t 2 -c 100 -d 10s, published port vs the guest's TAP =="
+cargo build -q --release -p sturdy-hvt -p guests
+cargo build -q --release -p sturdy-fabric --example guestbook
+hvt=$PWD/target/release/sturdy-hvt
+kv=$(cargo run -q --release -p guests --bin guest-path -- kv)
+web=$(cargo run -q --release -p guests --bin guest-path -- web)
+ing_ns=sturdy-bench-ingress-$$
+ing=$(mktemp -d)
+ing_pids=()
+cleanup_ingress() {
+  for p in "${ing_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  ip netns del "$ing_ns" 2>/dev/null || true
+  rm -rf "$ing"
+  if declare -F cleanup >/dev/null; then cleanup; fi
+}
+trap cleanup_ingress EXIT
+# Fabric + gateway on a free loopback port.
+gb_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PWD/target/release/examples/guestbook" "$hvt" "$gb_port" >"$ing/guestbook.out" 2>"$ing/guestbook.err" &
+ing_pids+=($!); disown
+for _ in $(seq 200); do grep -q ready "$ing/guestbook.out" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$ing/guestbook.out" || { echo "the guestbook on the fabric did not start:" >&2; cat "$ing"/guestbook.* >&2; exit 1; }
+# Web and kv on a Linux bridge, reached at web's TAP address from the namespace.
+ip netns add "$ing_ns"; ip -n "$ing_ns" link set lo up
+ip -n "$ing_ns" link add br0 type bridge
+ip -n "$ing_ns" addr add 10.2.0.1/24 dev br0; ip -n "$ing_ns" link set br0 up
+for t in tapk tapw; do
+  ip -n "$ing_ns" tuntap add $t mode tap; ip -n "$ing_ns" link set $t master br0; ip -n "$ing_ns" link set $t up
+done
+truncate -s 64M "$ing/kv.img"
+ip netns exec "$ing_ns" "$hvt" --mem=128 --net:service=tapk --block:storage="$ing/kv.img" "$kv" --solo5:quiet \
+  --sturdy.v1.net=service:10.2.0.3/24 --sturdy.v1.provide=kv:6379/tcp >"$ing/kv.log" 2>&1 &
+ing_pids+=($!); disown
+ip netns exec "$ing_ns" "$hvt" --mem=128 --net:service=tapw "$web" --solo5:quiet --sturdy.v1.net=service:10.2.0.2/24 \
+  --sturdy.v1.use=db:10.2.0.3:6379/tcp --sturdy.v1.provide=http:80/tcp >"$ing/web.log" 2>&1 &
+ing_pids+=($!); disown
+for _ in $(seq 100); do ip netns exec "$ing_ns" curl -sf --max-time 1 http://10.2.0.2/health >/dev/null && break; sleep 0.1; done
+fabric_url=http://127.0.0.1:$gb_port/
+for i in $(seq 10); do
+  curl -sf -o /dev/null --data "name=bench&message=entry+$i" "${fabric_url}entries"
+  ip netns exec "$ing_ns" curl -sf -o /dev/null --data "name=bench&message=entry+$i" http://10.2.0.2/entries
+done
+wrk -t 2 -c 100 -d 10s --latency "$fabric_url" >"$ing/wrk.fabric"
+ip netns exec "$ing_ns" wrk -t 2 -c 100 -d 10s --latency http://10.2.0.2/ >"$ing/wrk.tap"
+python3 - "$ing/wrk.fabric" "$ing/wrk.tap" <<'PY'
+import re, sys
+def load(path):
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    v, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+    p99 = float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return rps, p99, (bad.group(1) if bad else "0"), (errors.group(1) if errors else "none")
+f, t = load(sys.argv[1]), load(sys.argv[2])
+print(f"  fabric + gateway (127.0.0.1): {f[0]:8.0f} req/s  p99 {f[1]:7.2f} ms  non-2xx {f[2]}  socket errors: {f[3]}")
+print(f"  web's TAP (Linux bridge):     {t[0]:8.0f} req/s  p99 {t[1]:7.2f} ms  non-2xx {t[2]}  socket errors: {t[3]}")
+r = f[0] / t[0]
+print(f"  ingress throughput: {r:.2f}x the TAP (target >= 0.8x: {'met' if r >= 0.8 else 'NOT met'}); p99 {f[1] / t[1]:.2f}x")
 PY

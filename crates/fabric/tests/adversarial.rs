@@ -15,17 +15,19 @@
 //!   meant to hit, exactly, and nothing was forwarded or answered to it;
 //! - the legitimate traffic kept working throughout (every client run echoed every byte).
 //!
-//! Needs /dev/kvm and the `sturdy-hvt` binary built (see tests/guests.rs).
+//! Needs /dev/kvm and the `sturdy-hvt` binary built (see tests/common/mod.rs).
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::BufWriter;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use common::{boot, finish, lines, read_until, Boot};
 
 use sturdy_fabric::pcap::PcapWriter;
 use sturdy_fabric::port::{self, FabricHandle, Port};
@@ -76,26 +78,6 @@ const ATTACKS: &[(&str, DropReason)] = &[
     ("ip-protocol", DropReason::IpProtocol),
 ];
 
-/// The monitor built with this test (as in tests/guests.rs).
-fn hvt() -> PathBuf {
-    assert!(
-        std::path::Path::new("/dev/kvm").exists(),
-        "this test boots unikernels and needs /dev/kvm (KVM); none found"
-    );
-    let exe = std::env::current_exe().expect("the test's own path");
-    let hvt = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps")
-        .join("sturdy-hvt");
-    assert!(
-        hvt.is_file(),
-        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` (or scripts/test.sh) first",
-        hvt.display()
-    );
-    hvt
-}
-
 /// attacker (10.77.0.2, nothing granted), web (10.77.0.3) -> echo.echo, echo (10.77.0.4).
 fn plan() -> Plan {
     let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
@@ -109,120 +91,6 @@ fn plan() -> Plan {
     plan.add_service("echo", vec![echo]).unwrap();
     plan.grant("web", "echo.echo").unwrap();
     plan
-}
-
-/// A running monitor, killed on drop.
-struct Guest(Child);
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Boots `image` as `service` of `plan`, its NIC on `fd`, with `extra` guest arguments.
-/// `rename` renames capabilities in the boot configuration (what the guest asks them by).
-fn boot(
-    plan: &Plan,
-    service: &str,
-    image: &str,
-    fd: &OwnedFd,
-    extra: &[&str],
-    rename: &[(&str, &str)],
-) -> Guest {
-    let mut config = plan.bootcfg_for(service).unwrap();
-    for cap in &mut config.uses {
-        if let Some((_, to)) = rename.iter().find(|(from, _)| cap.name == *from) {
-            cap.name = to.to_string();
-        }
-    }
-    let boot_args = sturdy_bootcfg::render(&config);
-    let raw = fd.as_raw_fd();
-    let mut cmd = Command::new(hvt());
-    cmd.arg("--mem=64")
-        .args(plan.monitor_net_args(service, raw).unwrap())
-        .arg(guests::path(image))
-        .args(boot_args.split(' '))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    inherit(&mut cmd, raw);
-    Guest(cmd.spawn().expect("spawn sturdy-hvt"))
-}
-
-/// Lets the monitor (and only it) inherit `fd`, which is close-on-exec like every port end.
-fn inherit(cmd: &mut Command, fd: i32) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
-    // async-signal-safe, on a descriptor number the parent keeps open until after the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// The guest's stdout, line by line with the time each line arrived.
-fn lines(guest: &mut Guest) -> mpsc::Receiver<(Instant, String)> {
-    let stdout = guest.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Reads `lines` until one contains `needle`; returns every line read (with its time).
-fn read_until(
-    lines: &mpsc::Receiver<(Instant, String)>,
-    needle: &str,
-    timeout: Duration,
-) -> Vec<(Instant, String)> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok((at, line)) => {
-                let found = line.contains(needle);
-                seen.push((at, line));
-                if found {
-                    return seen;
-                }
-            }
-            Err(e) => panic!(
-                "no line {needle:?} within {timeout:?} ({e}); the guest printed:\n{}",
-                seen.iter()
-                    .map(|(_, l)| l.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ),
-        }
-    }
-}
-
-/// Waits for the guest to exit (killing it after `timeout`): its status and output.
-fn finish(mut guest: Guest, timeout: Duration) -> (Option<i32>, String) {
-    let start = Instant::now();
-    while guest.0.try_wait().unwrap().is_none() && start.elapsed() < timeout {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = guest.0.kill();
-    let child = std::mem::replace(&mut guest.0, Command::new("true").spawn().unwrap());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 /// A capture sink that writes a pcap file and keeps the frames for the test to check.
@@ -387,8 +255,11 @@ fn client_loop(handle: Arc<FabricHandle>, plan: Plan, stop: Arc<AtomicBool>) -> 
             "web",
             "tcpclient",
             &fd,
-            &[&limit],
-            &[("echo.echo", "peer.echo")],
+            Boot {
+                args: &[&limit],
+                rename: &[("echo.echo", "peer.echo")],
+                ..Boot::default()
+            },
         );
         drop(fd);
         let (status, output) = finish(client, Duration::from_secs(60));
@@ -434,7 +305,7 @@ fn an_attacker_reaches_nobody_every_attempt_is_counted_and_legitimate_traffic_fl
     let (attacker_port, attacker_fd) = Port::pair().unwrap();
     handle.attach(echo.port, echo_port).unwrap();
     handle.attach(attacker.port, attacker_port).unwrap();
-    let mut server = boot(&plan, "echo", "tcpecho", &echo_fd, &[], &[]);
+    let mut server = boot(&plan, "echo", "tcpecho", &echo_fd, Boot::default());
     drop(echo_fd);
     let server_lines = lines(&mut server);
     read_until(
@@ -460,8 +331,7 @@ fn an_attacker_reaches_nobody_every_attempt_is_counted_and_legitimate_traffic_fl
         "attacker",
         "attacker",
         &attacker_fd,
-        &["all", &victim, "--victim-port=7", &other, &rounds, &pause],
-        &[],
+        Boot::args(&["all", &victim, "--victim-port=7", &other, &rounds, &pause]),
     );
     drop(attacker_fd);
     let hostile_lines = lines(&mut hostile);

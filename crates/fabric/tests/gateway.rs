@@ -1,154 +1,21 @@
 //! The gateway with real unikernels: published host ports forwarded to guests (ingress) and
 //! egress capabilities forwarded to host addresses, each guest booted by `sturdy-hvt` on its
-//! fabric port with the boot configuration the plan renders (see tests/guests.rs for how the
-//! monitor is found: `cargo build -p sturdy-hvt` first).
+//! fabric port with the boot configuration the plan renders (see tests/common/mod.rs for how
+//! the monitor is found: `cargo build -p sturdy-hvt` first).
+
+mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use sturdy_fabric::port::{self, FabricHandle, Port};
-use sturdy_fabric::{
-    gateway, Capability, DropReason, Endpoint, Fabric, GatewayHandle, Plan, Proto,
-};
+use common::{any_port, boot, curl, end, ep, fabric, finish, wait_for_line, Boot, Guest};
+use sturdy_fabric::port::FabricHandle;
+use sturdy_fabric::{Capability, DropReason, Fabric, GatewayHandle, Plan, Proto};
 
-fn hvt() -> PathBuf {
-    assert!(
-        std::path::Path::new("/dev/kvm").exists(),
-        "this test boots unikernels and needs /dev/kvm (KVM); none found"
-    );
-    let exe = std::env::current_exe().expect("the test's own path");
-    let hvt = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps")
-        .join("sturdy-hvt");
-    assert!(
-        hvt.is_file(),
-        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` (or scripts/test.sh) first",
-        hvt.display()
-    );
-    hvt
-}
-
-/// A running monitor, killed on drop.
-struct Guest(Child);
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Boots `image` as `service` of `plan`, its NIC on `fd`, with extra monitor options and guest
-/// arguments.
-fn boot(
-    plan: &Plan,
-    service: &str,
-    image: &str,
-    fd: &OwnedFd,
-    monitor: &[&str],
-    extra: &[&str],
-) -> Guest {
-    let boot_args = sturdy_bootcfg::render(&plan.bootcfg_for(service).unwrap());
-    let raw = fd.as_raw_fd();
-    let mut cmd = Command::new(hvt());
-    cmd.arg("--mem=64")
-        .args(monitor)
-        .args(plan.monitor_net_args(service, raw).unwrap())
-        .arg(guests::path(image))
-        .args(boot_args.split(' '))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    inherit(&mut cmd, raw);
-    Guest(cmd.spawn().expect("spawn sturdy-hvt"))
-}
-
-fn inherit(cmd: &mut Command, fd: i32) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
-    // async-signal-safe, on a descriptor number the parent keeps open until after the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-fn wait_for_line(guest: &mut Guest, needle: &str, timeout: Duration) {
-    use std::io::{BufRead, BufReader};
-    let stdout = guest.0.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let wanted = needle.to_string();
-    std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            seen += &line;
-            seen.push('\n');
-            if line.contains(&wanted) {
-                let _ = tx.send(Ok(()));
-            }
-        }
-        let _ = tx.send(Err(seen));
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => {}
-        Ok(Err(seen)) => panic!("the guest exited before printing {needle:?}; it printed:\n{seen}"),
-        Err(_) => panic!("the guest did not print {needle:?} within {timeout:?}"),
-    }
-}
-
-fn finish(mut guest: Guest, timeout: Duration) -> (Option<i32>, String) {
-    let start = Instant::now();
-    while guest.0.try_wait().unwrap().is_none() && start.elapsed() < timeout {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = guest.0.kill();
-    let child = std::mem::replace(&mut guest.0, Command::new("true").spawn().unwrap());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn ep(name: &str, port: u16) -> Endpoint {
-    Endpoint {
-        name: name.into(),
-        port,
-        proto: Proto::Tcp,
-    }
-}
-
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-/// A fabric enforcing `plan` with its gateway, and a port per service.
-fn fabric(plan: &Plan) -> (FabricHandle, GatewayHandle, Vec<(String, OwnedFd)>) {
-    let handle = port::spawn(Fabric::new(plan.clone(), Default::default()).unwrap()).unwrap();
-    let mut ends = Vec::new();
-    for s in &plan.services {
-        let (p, fd) = Port::pair().unwrap();
-        handle.attach(s.port, p).unwrap();
-        ends.push((s.name.clone(), fd));
-    }
-    let gw = gateway::spawn(plan, &handle).unwrap();
-    (handle, gw, ends)
-}
-
-fn end<'a>(ends: &'a [(String, OwnedFd)], name: &str) -> &'a OwnedFd {
-    &ends.iter().find(|(n, _)| n == name).unwrap().1
-}
+/// How long a guest may take to boot and say it serves.
+const BOOT: Duration = Duration::from_secs(20);
 
 /// Waits until the gateway has no connection open.
 fn no_connections(gw: &GatewayHandle) {
@@ -161,20 +28,6 @@ fn no_connections(gw: &GatewayHandle) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -195,10 +48,16 @@ fn the_guestbook_through_the_fabric_and_a_published_port() {
         .set_len(16 << 20)
         .unwrap();
     let block = format!("--block:storage={}", disk.display());
-    let mut kv = boot(&plan, "db", "kv", end(&ends, "db"), &[&block], &[]);
-    kv.wait_for_line_or("serving on port 6379");
-    let mut web = boot(&plan, "web", "web", end(&ends, "web"), &[], &[]);
-    web.wait_for_line_or("web: serving http");
+    let mut kv = boot(
+        &plan,
+        "db",
+        "kv",
+        end(&ends, "db"),
+        Boot::monitor(&[&block]),
+    );
+    wait_for_line(&mut kv, "serving on port 6379", BOOT);
+    let mut web = boot(&plan, "web", "web", end(&ends, "web"), Boot::default());
+    wait_for_line(&mut web, "web: serving http", BOOT);
 
     let base = format!("http://{addr}");
     assert_eq!(curl(&[&format!("{base}/health")]).trim(), "ok");
@@ -247,16 +106,6 @@ fn the_guestbook_through_the_fabric_and_a_published_port() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-trait WaitFor {
-    fn wait_for_line_or(&mut self, needle: &str);
-}
-
-impl WaitFor for Guest {
-    fn wait_for_line_or(&mut self, needle: &str) {
-        wait_for_line(self, needle, Duration::from_secs(20));
-    }
-}
-
 /// An echo server behind two published ports.
 fn echo_fabric() -> (Plan, FabricHandle, GatewayHandle, Guest) {
     let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
@@ -264,9 +113,15 @@ fn echo_fabric() -> (Plan, FabricHandle, GatewayHandle, Guest) {
     plan.publish(any_port(), "peer.echo").unwrap();
     plan.publish(any_port(), "peer").unwrap();
     let (handle, gw, ends) = fabric(&plan);
-    let mut server = boot(&plan, "peer", "tcpecho", end(&ends, "peer"), &[], &[]);
+    let mut server = boot(
+        &plan,
+        "peer",
+        "tcpecho",
+        end(&ends, "peer"),
+        Boot::default(),
+    );
     drop(ends);
-    server.wait_for_line_or("serving echo on port 7");
+    wait_for_line(&mut server, "serving echo on port 7", BOOT);
     (plan, handle, gw, server)
 }
 
@@ -321,9 +176,15 @@ fn resets_and_closes_cross_the_gateway_without_leaks() {
     // Published, but nothing listens there: the guest refuses, the host peer is reset.
     plan.publish(any_port(), "peer.none").unwrap();
     let (handle, gw, ends) = fabric(&plan);
-    let mut server = boot(&plan, "peer", "tcpecho", end(&ends, "peer"), &[], &[]);
+    let mut server = boot(
+        &plan,
+        "peer",
+        "tcpecho",
+        end(&ends, "peer"),
+        Boot::default(),
+    );
     drop(ends);
-    server.wait_for_line_or("serving echo on port 7");
+    wait_for_line(&mut server, "serving echo on port 7", BOOT);
     let addr = gw.addr_of("peer.echo").unwrap();
 
     // Host client resets mid-connection (SO_LINGER 0): the guest's side is reset, nothing
@@ -434,8 +295,7 @@ fn egress(granted: bool) -> (Option<i32>, String, usize, Fabric, GatewayHandle) 
         "client",
         "tcpclient",
         end(&ends, "client"),
-        &[],
-        &["--limit=4"],
+        Boot::args(&["--limit=4"]),
     );
     drop(ends);
     let (status, output) = finish(client, Duration::from_secs(60));

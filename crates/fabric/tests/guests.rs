@@ -3,42 +3,19 @@
 //! configuration rendered from the plan the fabric enforces.
 //!
 //! The monitor is the `sturdy-hvt` binary of this workspace, found next to this test's own
-//! directory (`target/<profile>/`). Cargo builds a package's binaries for its own integration
-//! tests only (artifact dependencies are unstable), so it must have been built first:
-//! `scripts/test.sh` does (`cargo build --workspace --all-targets`), and so does
-//! `cargo build -p sturdy-hvt`. A missing monitor, like a missing /dev/kvm, fails the test with
-//! what to do.
+//! directory (`target/<profile>/`): see tests/common/mod.rs (`cargo build -p sturdy-hvt`
+//! first). A missing monitor, like a missing /dev/kvm, fails the test with what to do.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
+
+use common::{boot, finish, wait_for_line, Boot};
 
 use sturdy_fabric::port::{self, Port};
 use sturdy_fabric::wire::build::{self, Host};
 use sturdy_fabric::wire::{EthernetFrame, Ipv4Packet, TcpFlags, TcpPacket};
 use sturdy_fabric::{Capability, DropReason, Endpoint, Fabric, Plan, Proto};
-
-/// The monitor built with this test.
-fn hvt() -> PathBuf {
-    assert!(
-        std::path::Path::new("/dev/kvm").exists(),
-        "this test boots unikernels and needs /dev/kvm (KVM); none found"
-    );
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/<test> -> target/<profile>/sturdy-hvt
-    let hvt = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps")
-        .join("sturdy-hvt");
-    assert!(
-        hvt.is_file(),
-        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` (or scripts/test.sh) first",
-        hvt.display()
-    );
-    hvt
-}
 
 /// `client` may use `peer`'s endpoint `echo` (7/tcp) when `granted`.
 fn plan(granted: bool) -> Plan {
@@ -56,89 +33,6 @@ fn plan(granted: bool) -> Plan {
     plan
 }
 
-/// A running monitor, killed on drop.
-struct Guest(Child);
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Boots `image` as `service` of `plan`, its NIC on `fd`, with `extra` guest arguments.
-fn boot(plan: &Plan, service: &str, image: &str, fd: &OwnedFd, extra: &[&str]) -> Guest {
-    let config = plan.bootcfg_for(service).unwrap();
-    let boot_args = sturdy_bootcfg::render(&config);
-    let raw = fd.as_raw_fd();
-    let mut cmd = Command::new(hvt());
-    cmd.arg("--mem=64")
-        .args(plan.monitor_net_args(service, raw).unwrap())
-        .arg(guests::path(image))
-        .args(boot_args.split(' '))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    inherit(&mut cmd, raw);
-    Guest(cmd.spawn().expect("spawn sturdy-hvt"))
-}
-
-/// Lets the monitor (and only it) inherit `fd`, which is close-on-exec like every port end.
-fn inherit(cmd: &mut Command, fd: i32) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which is
-    // async-signal-safe, on a descriptor number the parent keeps open until after the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Reads the guest's stdout until a line contains `needle` (panics with what it printed if
-/// the guest exits first or `timeout` passes).
-fn wait_for_line(guest: &mut Guest, needle: &str, timeout: Duration) {
-    use std::io::{BufRead, BufReader};
-    let stdout = guest.0.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let wanted = needle.to_string();
-    std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            seen += &line;
-            seen.push('\n');
-            if line.contains(&wanted) {
-                let _ = tx.send(Ok(()));
-            }
-        }
-        let _ = tx.send(Err(seen));
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => {}
-        Ok(Err(seen)) => panic!("the guest exited before printing {needle:?}; it printed:\n{seen}"),
-        Err(_) => panic!("the guest did not print {needle:?} within {timeout:?}"),
-    }
-}
-
-/// Waits for the guest to exit (killing it after `timeout`): its status and stdout.
-fn finish(mut guest: Guest, timeout: Duration) -> (Option<i32>, String) {
-    let start = Instant::now();
-    while guest.0.try_wait().unwrap().is_none() && start.elapsed() < timeout {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = guest.0.kill();
-    let child = std::mem::replace(&mut guest.0, Command::new("true").spawn().unwrap());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 /// Runs the echo server and the client on a fabric enforcing `enforced`, the guests told
 /// `told`; returns the client's exit status and output, and the fabric's counters.
 fn exchange(enforced: Plan, told: &Plan) -> (Option<i32>, String, Fabric) {
@@ -153,14 +47,20 @@ fn exchange(enforced: Plan, told: &Plan) -> (Option<i32>, String, Fabric) {
         .attach(told.service("peer").unwrap().port, peer_port)
         .unwrap();
 
-    let mut server = boot(told, "peer", "tcpecho", &peer_fd, &[]);
+    let mut server = boot(told, "peer", "tcpecho", &peer_fd, Boot::default());
     drop(peer_fd);
     wait_for_line(
         &mut server,
         "serving echo on port 7",
         Duration::from_secs(20),
     );
-    let client = boot(told, "client", "tcpclient", &client_fd, &["--limit=4"]);
+    let client = boot(
+        told,
+        "client",
+        "tcpclient",
+        &client_fd,
+        Boot::args(&["--limit=4"]),
+    );
     drop(client_fd);
     let (status, output) = finish(client, Duration::from_secs(60));
     assert!(
@@ -265,7 +165,7 @@ fn removing_the_capability_resets_a_real_guests_connection() {
     );
     handle.attach(client_svc.port, client_port).unwrap();
     handle.attach(peer_svc.port, peer_port).unwrap();
-    let mut server = boot(&plan, "peer", "tcpecho", &peer_fd, &[]);
+    let mut server = boot(&plan, "peer", "tcpecho", &peer_fd, Boot::default());
     drop(peer_fd);
     wait_for_line(
         &mut server,
