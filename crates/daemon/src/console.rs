@@ -1,0 +1,125 @@
+//! Console output kept per service: a bounded ring of the last lines of every instance's
+//! stdout and stderr (and the supervisor's own notes), each with its UTC time. It belongs to
+//! the service, so it survives its instances.
+
+use std::collections::VecDeque;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bytes kept per service by default.
+pub const DEFAULT_CAPACITY: usize = 256 * 1024;
+
+/// The last lines of a service's console, at most `capacity` bytes of them.
+#[derive(Debug)]
+pub struct Console {
+    capacity: usize,
+    bytes: usize,
+    lines: VecDeque<String>,
+}
+
+impl Console {
+    /// An empty console keeping at most `capacity` bytes.
+    pub fn new(capacity: usize) -> Console {
+        Console {
+            capacity,
+            bytes: 0,
+            lines: VecDeque::new(),
+        }
+    }
+
+    /// Adds `line` from `stream` (`stdout`, `stderr`, `sturdy`), stamped with the time now;
+    /// the oldest lines go once over capacity. A line longer than the capacity is cut.
+    pub fn push(&mut self, stream: &str, line: &str) {
+        self.push_at(SystemTime::now(), stream, line);
+    }
+
+    /// [`push`](Self::push) at time `at`.
+    pub fn push_at(&mut self, at: SystemTime, stream: &str, line: &str) {
+        let mut entry = format!("{} {stream} {line}", timestamp(at));
+        if entry.len() > self.capacity {
+            let mut cut = self.capacity;
+            while !entry.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            entry.truncate(cut);
+        }
+        self.bytes += entry.len();
+        self.lines.push_back(entry);
+        while self.bytes > self.capacity {
+            let old = self.lines.pop_front().expect("bytes counted");
+            self.bytes -= old.len();
+        }
+    }
+
+    /// The lines kept, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.iter().cloned().collect()
+    }
+
+    /// Bytes kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// `2026-11-27T04:45:22.123Z`.
+pub fn timestamp(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_utc() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_754_722_123);
+        assert_eq!(timestamp(at), "2026-11-27T04:45:22.123Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn keeps_the_newest_lines_within_capacity() {
+        let mut c = Console::new(100);
+        for i in 0..20 {
+            c.push_at(UNIX_EPOCH, "stdout", &format!("line {i}"));
+        }
+        let lines = c.lines();
+        assert!(c.bytes() <= 100);
+        assert_eq!(
+            lines.last().unwrap(),
+            "1970-01-01T00:00:00.000Z stdout line 19"
+        );
+        assert!(!lines.iter().any(|l| l.ends_with("line 0")));
+        assert_eq!(lines.iter().map(String::len).sum::<usize>(), c.bytes());
+    }
+
+    #[test]
+    fn cuts_a_line_longer_than_capacity() {
+        let mut c = Console::new(40);
+        c.push("stderr", &"é".repeat(100));
+        assert_eq!(c.lines().len(), 1);
+        assert!(c.bytes() <= 40);
+    }
+}

@@ -1,0 +1,98 @@
+//! One instance of a service: a `sturdy-hvt` process on a fabric port, its console read into
+//! the service's [`Console`].
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::console::Console;
+
+/// A running (or exited, not yet reaped) monitor process.
+#[derive(Debug)]
+pub struct Instance {
+    child: Child,
+    /// Its process id.
+    pub pid: u32,
+    /// When it was started.
+    pub started: Instant,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Instance {
+    /// Starts `hvt` with `args`, where `{fd}` in an argument is replaced by the number of the
+    /// inherited `fd` (the guest's end of its fabric port, closed here once the child has it).
+    pub fn spawn(
+        hvt: &Path,
+        args: &[String],
+        fd: OwnedFd,
+        console: &Arc<Mutex<Console>>,
+    ) -> std::io::Result<Instance> {
+        let raw = fd.as_raw_fd();
+        let mut cmd = Command::new(hvt);
+        cmd.args(args.iter().map(|a| a.replace("{fd}", &raw.to_string())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        crate::spawn::inherit(&mut cmd, raw);
+        let mut child = cmd.spawn()?;
+        drop(fd);
+        let pid = child.id();
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(read_lines(out, "stdout", console.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(read_lines(err, "stderr", console.clone()));
+        }
+        Ok(Instance {
+            child,
+            pid,
+            started: Instant::now(),
+            readers,
+        })
+    }
+
+    /// Its exit status if it has exited: the code, or 128 + signal number if killed.
+    pub fn try_exit(&mut self) -> Option<i32> {
+        let status = self.child.try_wait().ok()??;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        // The console is read to its end before the exit is reported.
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Some(code)
+    }
+
+    /// Kills it (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+fn read_lines(
+    pipe: impl Read + Send + 'static,
+    stream: &'static str,
+    console: Arc<Mutex<Console>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']);
+            console.lock().expect("console").push(stream, line);
+            buf.clear();
+        }
+    })
+}

@@ -1,0 +1,65 @@
+//! sturdy's supervisor, as a library (DESIGN.md section 4): runs an application (a
+//! [`sturdy_compose::Plan`]) as one `sturdy-hvt` process per service on the application's
+//! fabric, with its gateway publishing ports.
+//!
+//! - [`supervisor`]: [`App`]: volumes, fabric, gateway, start order gated by
+//!   `depends_on: service_healthy`, the supervision thread, status, logs, stop.
+//! - [`instance`]: one monitor process and its console readers.
+//! - [`restart`]: restart policies, exponential backoff, crash-loop detection (pure).
+//! - [`health`]: tcp / http probes, through the gateway on a port published for the
+//!   supervisor alone.
+//! - [`console`]: the bounded per-service console that survives instances.
+//!
+//! No `unsafe` except in the module that lets a monitor inherit its NIC's fd.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod console;
+pub mod health;
+pub mod instance;
+pub mod restart;
+mod spawn;
+pub mod supervisor;
+
+pub use restart::{Backoff, Decision, Tracker};
+pub use supervisor::{App, Options, ServiceStatus, State};
+
+/// Why an application did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The plan cannot be run as given.
+    #[error("{0}")]
+    Config(String),
+    /// A file, socket, thread or process could not be made.
+    #[error("{0}")]
+    Io(String),
+    /// A `service_healthy` dependency did not become healthy.
+    #[error("service {service} waits for {dependency} to be healthy: {why}")]
+    Dependency {
+        /// The waiting service.
+        service: String,
+        /// The dependency.
+        dependency: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The application was stopped.
+    #[error("the application is stopped")]
+    Stopped,
+}
+
+/// Sets the host port of every published port of `plan` whose host port is `from` to `to`
+/// (0: one the system picks; see [`App::published`]). For tests, which cannot count on a
+/// fixed port being free. Returns how many were changed.
+pub fn override_host_port(plan: &mut sturdy_compose::Plan, from: u16, to: u16) -> usize {
+    let mut n = 0;
+    for s in &mut plan.services {
+        for p in &mut s.ports {
+            if p.host_port == from {
+                p.host_port = to;
+                n += 1;
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,319 @@
+//! The supervisor with real unikernels: the guestbook of examples/guestbook, a killed
+//! monitor restarted, a failing service put in crash loop, and nothing left after stop.
+//!
+//! Needs /dev/kvm and the monitor `sturdy-hvt` built next to this test's directory
+//! (`cargo build -p sturdy-hvt`); the guest images are built by the `guests` dev-dependency.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sturdy_daemon::{App, ServiceStatus, State};
+
+/// The monitor built with this test (as crates/fabric/tests/common does).
+fn hvt() -> PathBuf {
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "this test boots unikernels and needs /dev/kvm (KVM); none found"
+    );
+    let exe = std::env::current_exe().expect("the test's own path");
+    let hvt = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps")
+        .join("sturdy-hvt");
+    assert!(
+        hvt.is_file(),
+        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` first",
+        hvt.display()
+    );
+    hvt
+}
+
+/// A fresh state directory for one test.
+fn state_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sturdy-daemon-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The guestbook of examples/guestbook, its 8080 on a port the system picks.
+fn guestbook() -> sturdy_compose::Plan {
+    // The images the file names are the ones the `guests` dev-dependency builds.
+    assert!(guests::path("web").is_file() && guests::path("kv").is_file());
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/guestbook/sturdy.yaml");
+    let mut plan = sturdy_compose::load(&file).unwrap();
+    assert_eq!(sturdy_daemon::override_host_port(&mut plan, 8080, 0), 1);
+    plan
+}
+
+fn status(app: &App, name: &str) -> ServiceStatus {
+    app.status().into_iter().find(|s| s.name == name).unwrap()
+}
+
+/// Polls until `f` holds (panicking with `what` and the status after `timeout`).
+fn wait_until(app: &App, timeout: Duration, what: &str, f: impl Fn(&App) -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f(app) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {timeout:?}: {:#?}",
+            app.status()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the whole answer.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn web_addr(app: &App) -> SocketAddr {
+    let addr = app
+        .published()
+        .iter()
+        .find(|(e, _)| e == "web.http")
+        .expect("web.http published")
+        .1;
+    SocketAddr::from(([127, 0, 0, 1], addr.port()))
+}
+
+/// Stops `app` and checks that none of `pids` is left (not even a zombie).
+fn stop_leaves_nothing(mut app: App, pids: &[u32]) {
+    assert!(!pids.is_empty());
+    for pid in pids {
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "{pid} runs");
+    }
+    app.stop();
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "monitor {pid} left after stop"
+        );
+    }
+    assert!(app.status().iter().all(|s| s.pid.is_none()));
+}
+
+fn pids(app: &App) -> Vec<u32> {
+    app.status().iter().filter_map(|s| s.pid).collect()
+}
+
+#[test]
+fn guestbook_starts_db_healthy_before_web_and_serves() {
+    let dir = state_dir("guestbook");
+    let app = App::start(&guestbook(), &hvt(), &dir).unwrap();
+    let db = status(&app, "db");
+    let web = status(&app, "web");
+    let db_healthy = db.healthy_since.expect("db healthy before start returns");
+    let web_started = web.first_started.expect("web started");
+    assert!(
+        db_healthy <= web_started,
+        "web started {:?} before db was healthy",
+        db_healthy - web_started
+    );
+    assert!(
+        std::fs::metadata(dir.join("volumes/data.img"))
+            .unwrap()
+            .len()
+            == 64 << 20
+    );
+
+    wait_until(&app, Duration::from_secs(20), "web healthy", |a| {
+        status(a, "web").state == State::Healthy
+    });
+    assert!(app.status().iter().all(|s| s.state == State::Healthy));
+    let page = http(web_addr(&app), "GET", "/", "");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(app
+        .logs("db")
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("serving on port 6379")));
+
+    let running = pids(&app);
+    assert_eq!(running.len(), 2);
+    stop_leaves_nothing(app, &running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killed_db_is_restarted_and_keeps_its_entries() {
+    let dir = state_dir("restart");
+    let app = App::start(&guestbook(), &hvt(), &dir).unwrap();
+    wait_until(&app, Duration::from_secs(20), "web healthy", |a| {
+        status(a, "web").state == State::Healthy
+    });
+    let web = web_addr(&app);
+    let posted = http(
+        web,
+        "POST",
+        "/entries",
+        "name=ada&message=kept-across-restarts",
+    );
+    assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
+    assert!(http(web, "GET", "/entries", "").contains("kept-across-restarts"));
+
+    let old = status(&app, "db").pid.unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until(
+        &app,
+        Duration::from_secs(20),
+        "db restarted and healthy",
+        |a| {
+            let db = status(a, "db");
+            db.restarts == 1 && db.pid.is_some_and(|p| p != old) && db.state == State::Healthy
+        },
+    );
+    let db = status(&app, "db");
+    assert_eq!(db.last_exit, Some(128 + 9));
+    let logs = app.logs("db").unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("exited with status 137; restarting in 100ms")),
+        "{logs:#?}"
+    );
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.contains("serving on port 6379"))
+            .count(),
+        2,
+        "the console keeps both instances: {logs:#?}"
+    );
+
+    // The entry is on db's volume: the new instance serves it (web reconnects).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let entries = http(web, "GET", "/entries", "");
+        if entries.contains("kept-across-restarts") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "entry lost after restart: {entries}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(&app, "web").restarts, 0);
+    let running = pids(&app);
+    stop_leaves_nothing(app, &running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn failing_service_goes_to_crash_loop() {
+    let dir = state_dir("crashloop");
+    // hostile with no attack prints its usage and exits 1.
+    let yaml = format!(
+        "name: failing\n\
+         services:\n  \
+           bad:\n    \
+             image: {}\n    \
+             volumes: [\"scratch:storage\"]\n    \
+             restart: on-failure\n  \
+           echo:\n    \
+             image: {}\n    \
+             provides: {{ echo: 7/tcp }}\n\
+         volumes:\n  \
+           scratch: {{ size: 1M }}\n",
+        guests::path("hostile").display(),
+        guests::path("tcpecho").display(),
+    );
+    let file = dir.join("sturdy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let plan = sturdy_compose::load(&file).unwrap();
+    let started = Instant::now();
+    let app = App::start(&plan, &hvt(), &dir).unwrap();
+    wait_until(&app, Duration::from_secs(30), "bad in crash loop", |a| {
+        status(a, "bad").state == State::CrashLoop
+    });
+    let bad = status(&app, "bad");
+    assert_eq!(bad.restarts, 5);
+    assert_eq!(bad.last_exit, Some(1));
+    assert_eq!(bad.pid, None);
+    // Backoff: 100 + 200 + 400 + 800 + 1600 ms at least between the six runs.
+    assert!(started.elapsed() >= Duration::from_millis(3100));
+    let logs = app.logs("bad").unwrap();
+    assert!(
+        logs.iter().any(|l| l.contains("usage: hostile")),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.last().unwrap().contains("crash loop after 5 restarts"),
+        "{logs:#?}"
+    );
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.contains("started instance"))
+            .count(),
+        6
+    );
+    // Still not restarted a while later; the other service is untouched.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(status(&app, "bad").restarts, 5);
+    let echo = status(&app, "echo");
+    assert_eq!(
+        (echo.state, echo.restarts),
+        (State::Running, 0),
+        "{:#?}",
+        app.logs("echo")
+    );
+    let running = pids(&app);
+    assert_eq!(running.len(), 1);
+    stop_leaves_nothing(app, &running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unhealthy_dependency_fails_start_with_a_clear_error() {
+    let dir = state_dir("deptimeout");
+    // An echo server answers a GET with the request itself: never a 2xx status line.
+    let yaml = format!(
+        "name: waits\n\
+         services:\n  \
+           echo:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             healthcheck: {{ http: /health, port: 7, interval: 100ms, timeout: 200ms, retries: 1 }}\n  \
+           front:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             depends_on: {{ echo: {{ condition: service_healthy }} }}\n",
+        echo = guests::path("tcpecho").display(),
+    );
+    let file = dir.join("sturdy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let plan = sturdy_compose::load(&file).unwrap();
+    let options = sturdy_daemon::Options {
+        dependency_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let err = match App::start_with(&plan, &hvt(), &dir, options) {
+        Ok(app) => panic!("started: {:#?}", app.status()),
+        Err(e) => e.to_string(),
+    };
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.starts_with("service front waits for echo to be healthy: not healthy after 1s"),
+        "{err}"
+    );
+    assert!(err.contains("last probe: not an HTTP answer"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
