@@ -1,6 +1,6 @@
 //! The command line: the tool, its verbs and their flags. One list drives parsing, `--help`
-//! and shell completions. Only verbs that work are here; the daemon's verbs (`up`, `ps`, ...)
-//! arrive with the daemon.
+//! and shell completions. Only verbs that work are here; `up` runs attached (in this process)
+//! until the daemon and its verbs (`up -d`, `ps`, ...) arrive.
 
 use clap::{Parser, Subcommand};
 
@@ -8,6 +8,7 @@ use crate::cmd;
 
 const EXAMPLES: &str = "\
 Examples:
+  sudo sturdy up examples/guestbook         run the guestbook; then: curl localhost:8080
   sturdy config examples/guestbook          the resolved plan of an application, as YAML
   sturdy config --json | jq .services       the same as JSON
   sturdy graph examples/guestbook | dot -Tpng > guestbook.png
@@ -31,6 +32,15 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Starts an application and follows its logs until Ctrl-C
+    ///
+    /// Starts the services in dependency order (waiting for `service_healthy` dependencies),
+    /// showing each as it starts and becomes healthy and where ports are published, then
+    /// prints every service's console prefixed with its name. Ctrl-C (SIGINT) or SIGTERM stops
+    /// every service and exits with status 0.
+    #[command(after_help = cmd::up::EXAMPLES)]
+    Up(cmd::up::Args),
+
     /// Checks an application file and prints its resolved plan
     ///
     /// Validates the sturdy.yaml and prints the plan the supervisor would run: each service's

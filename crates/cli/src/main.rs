@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let stdout = std::io::stdout();
     let result = match cli.command {
+        cli::Command::Up(args) => cmd::up::run(&args),
         cli::Command::Config(args) => cmd::config::run(&args, &mut stdout.lock()),
         cli::Command::Graph(args) => cmd::graph::run(&args, &mut stdout.lock()),
         cli::Command::Completions(args) => cmd::completions::run(&args, &mut stdout.lock()),

@@ -14,6 +14,8 @@ pub struct Console {
     capacity: usize,
     bytes: usize,
     lines: VecDeque<String>,
+    /// Lines ever pushed (the sequence number of the next one).
+    pushed: u64,
 }
 
 impl Console {
@@ -23,6 +25,7 @@ impl Console {
             capacity,
             bytes: 0,
             lines: VecDeque::new(),
+            pushed: 0,
         }
     }
 
@@ -44,6 +47,7 @@ impl Console {
         }
         self.bytes += entry.len();
         self.lines.push_back(entry);
+        self.pushed += 1;
         while self.bytes > self.capacity {
             let old = self.lines.pop_front().expect("bytes counted");
             self.bytes -= old.len();
@@ -53,6 +57,14 @@ impl Console {
     /// The lines kept, oldest first.
     pub fn lines(&self) -> Vec<String> {
         self.lines.iter().cloned().collect()
+    }
+
+    /// The lines kept that were pushed after the first `seen` lines ever pushed, oldest
+    /// first, and the new count to pass next time: for following a console by polling.
+    pub fn lines_after(&self, seen: u64) -> (Vec<String>, u64) {
+        let first = self.pushed - self.lines.len() as u64;
+        let skip = seen.saturating_sub(first).min(self.lines.len() as u64) as usize;
+        (self.lines.iter().skip(skip).cloned().collect(), self.pushed)
     }
 
     /// Bytes kept.
@@ -113,6 +125,32 @@ mod tests {
         );
         assert!(!lines.iter().any(|l| l.ends_with("line 0")));
         assert_eq!(lines.iter().map(String::len).sum::<usize>(), c.bytes());
+    }
+
+    #[test]
+    fn lines_after_follows_without_repeats_or_gaps_it_can_avoid() {
+        let mut c = Console::new(100);
+        let (lines, seen) = c.lines_after(0);
+        assert!(lines.is_empty());
+        assert_eq!(seen, 0);
+        c.push_at(UNIX_EPOCH, "stdout", "a");
+        c.push_at(UNIX_EPOCH, "stdout", "b");
+        let (lines, seen) = c.lines_after(seen);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].ends_with("stdout b"));
+        c.push_at(UNIX_EPOCH, "stdout", "c");
+        let (lines, seen) = c.lines_after(seen);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].ends_with("stdout c"));
+        assert!(c.lines_after(seen).0.is_empty());
+        // Lines dropped over capacity before being read are skipped, the rest follow.
+        for i in 0..20 {
+            c.push_at(UNIX_EPOCH, "stdout", &format!("line {i}"));
+        }
+        let (lines, now) = c.lines_after(seen);
+        assert_eq!(now, seen + 20);
+        assert_eq!(lines, c.lines());
+        assert!(lines.last().unwrap().ends_with("line 19"));
     }
 
     #[test]

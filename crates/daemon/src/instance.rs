@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,7 +38,10 @@ impl Instance {
         cmd.args(args.iter().map(|a| a.replace("{fd}", &raw.to_string())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C at the supervisor's terminal is the supervisor's
+            // to handle (it stops the app in order), not a signal to every monitor at once.
+            .process_group(0);
         crate::spawn::inherit(&mut cmd, raw);
         let mut child = cmd.spawn()?;
         drop(fd);

@@ -22,7 +22,7 @@ mod spawn;
 pub mod supervisor;
 
 pub use restart::{Backoff, Decision, Tracker};
-pub use supervisor::{App, Options, ServiceStatus, State};
+pub use supervisor::{App, Event, Options, ServiceStatus, State};
 
 /// Why an application did not start.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,6 +31,28 @@ pub struct Options {
     pub dependency_timeout: Duration,
     /// Console bytes kept per service.
     pub console_capacity: usize,
+    /// Where to send [`Event`]s (instances started, services becoming healthy), for progress
+    /// shown while starting; `None`: nowhere.
+    pub events: Option<Sender<Event>>,
+}
+
+/// Something that happened to a service, sent to [`Options::events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An instance of `service` was started (its first, or a restart).
+    Started {
+        /// The service.
+        service: String,
+        /// Its monitor's process id.
+        pid: u32,
+        /// 1 for its first instance, then one more per restart.
+        instance: u64,
+    },
+    /// `service`'s health check passed for the first time since its instance started.
+    Healthy {
+        /// The service.
+        service: String,
+    },
 }
 
 impl Default for Options {
@@ -38,6 +61,7 @@ impl Default for Options {
             backoff: Backoff::default(),
             dependency_timeout: Duration::from_secs(60),
             console_capacity: DEFAULT_CAPACITY,
+            events: None,
         }
     }
 }
@@ -110,11 +134,19 @@ struct Shared {
     fabric: Mutex<Option<FabricHandle>>,
     hvt: PathBuf,
     stop: AtomicBool,
+    events: Option<Sender<Event>>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Vec<Service>> {
         self.services.lock().expect("supervisor state")
+    }
+
+    fn send(&self, event: Event) {
+        if let Some(events) = &self.events {
+            // A receiver gone is not the supervisor's problem.
+            let _ = events.send(event);
+        }
     }
 
     /// Starts an instance of `s` on a fresh fabric port.
@@ -144,6 +176,11 @@ impl Shared {
             ),
         );
         s.generation += 1;
+        self.send(Event::Started {
+            service: s.plan.name.clone(),
+            pid: instance.pid,
+            instance: s.generation,
+        });
         s.first_started.get_or_insert(instance.started);
         s.instance = Some(instance);
         s.healthy_since = None;
@@ -308,6 +345,7 @@ impl App {
             fabric: Mutex::new(Some(fabric)),
             hvt: hvt.to_path_buf(),
             stop: AtomicBool::new(false),
+            events: options.events.clone(),
         });
         let mut app = App {
             shared: shared.clone(),
@@ -407,6 +445,20 @@ impl App {
             .map(|s| s.console.clone())?;
         let lines = console.lock().expect("console").lines();
         Some(lines)
+    }
+
+    /// The console lines of `service` pushed after the first `seen` (0 at first), and the
+    /// count to pass next time: following a console by polling, without repeats. `None` if
+    /// there is no such service.
+    pub fn logs_after(&self, service: &str, seen: u64) -> Option<(Vec<String>, u64)> {
+        let console = self
+            .shared
+            .lock()
+            .iter()
+            .find(|s| s.plan.name == service)
+            .map(|s| s.console.clone())?;
+        let after = console.lock().expect("console").lines_after(seen);
+        Some(after)
     }
 
     /// The host addresses of the application's published endpoints (`service.endpoint`), as
@@ -535,7 +587,12 @@ fn check_health(shared: &Shared, name: &str) {
             Ok(()) => {
                 s.failures = 0;
                 s.last_probe_error = None;
-                s.healthy_since.get_or_insert_with(Instant::now);
+                if s.healthy_since.is_none() {
+                    s.healthy_since = Some(Instant::now());
+                    shared.send(Event::Healthy {
+                        service: s.plan.name.clone(),
+                    });
+                }
                 s.state = State::Healthy;
             }
             Err(why) => {

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sturdy_daemon::{App, ServiceStatus, State};
+use sturdy_daemon::{App, Event, ServiceStatus, State};
 
 /// The monitor built with this test (as crates/fabric/tests/common does).
 fn hvt() -> PathBuf {
@@ -114,7 +114,12 @@ fn pids(app: &App) -> Vec<u32> {
 #[test]
 fn guestbook_starts_db_healthy_before_web_and_serves() {
     let dir = state_dir("guestbook");
-    let app = App::start(&guestbook(), &hvt(), &dir).unwrap();
+    let (tx, events) = std::sync::mpsc::channel();
+    let options = sturdy_daemon::Options {
+        events: Some(tx),
+        ..Default::default()
+    };
+    let app = App::start_with(&guestbook(), &hvt(), &dir, options).unwrap();
     let db = status(&app, "db");
     let web = status(&app, "web");
     let db_healthy = db.healthy_since.expect("db healthy before start returns");
@@ -135,6 +140,29 @@ fn guestbook_starts_db_healthy_before_web_and_serves() {
         status(a, "web").state == State::Healthy
     });
     assert!(app.status().iter().all(|s| s.state == State::Healthy));
+    // The progress events, in order: db started and healthy before web started.
+    let seen: Vec<Event> = events.try_iter().collect();
+    let started = |service: &str, pid: u32| Event::Started {
+        service: service.into(),
+        pid,
+        instance: 1,
+    };
+    let healthy = |service: &str| Event::Healthy {
+        service: service.into(),
+    };
+    assert_eq!(
+        seen,
+        [
+            started("db", db.pid.unwrap()),
+            healthy("db"),
+            started("web", web.pid.unwrap()),
+            healthy("web")
+        ],
+    );
+    let (lines, count) = app.logs_after("db", 0).unwrap();
+    assert!(lines.iter().any(|l| l.contains("serving on port 6379")));
+    let (more, _) = app.logs_after("db", count).unwrap();
+    assert!(more.iter().all(|l| !lines.contains(l)), "{more:?}");
     let page = http(web_addr(&app), "GET", "/", "");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(app

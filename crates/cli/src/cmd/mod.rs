@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod config;
 pub mod graph;
+pub mod up;
 
 use std::path::Path;
 
