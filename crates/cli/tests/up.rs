@@ -141,19 +141,13 @@ fn monitors_mentioning(needle: &str) -> Vec<u32> {
     pids
 }
 
-#[test]
-fn up_runs_the_guestbook_until_sigint() {
-    preconditions();
-    let dir = temp_dir("guestbook");
-    let state = dir.join("state");
-    let port = free_port();
-    guestbook_in(&dir, port);
-
+/// Starts `sturdy up DIR --state-dir STATE --no-color` with its stdout read by a thread.
+fn spawn_up(dir: &Path, state: &Path) -> Up {
     let child = sturdy()
         .arg("up")
-        .arg(&dir)
+        .arg(dir)
         .arg("--state-dir")
-        .arg(&state)
+        .arg(state)
         .arg("--no-color")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -175,6 +169,18 @@ fn up_runs_the_guestbook_until_sigint() {
         }
     });
     up.lines = rx;
+    up
+}
+
+#[test]
+fn up_runs_the_guestbook_until_sigint() {
+    preconditions();
+    let dir = temp_dir("guestbook");
+    let state = dir.join("state");
+    let port = free_port();
+    guestbook_in(&dir, port);
+
+    let mut up = spawn_up(&dir, &state);
 
     // Progress: db started and healthy, web started, published, healthy.
     let long = Duration::from_secs(30);
@@ -208,8 +214,9 @@ fn up_runs_the_guestbook_until_sigint() {
         1,
         "db's monitor names its volume: {monitors:?}"
     );
-    let all: Vec<u32> = monitors_mentioning(&guests::dir().display().to_string());
-    assert!(all.len() >= 2, "{all:?}");
+    // Only this app's monitors: other tests run guests from the same images at the same time.
+    let all: Vec<u32> = monitors_of(up.child.id());
+    assert_eq!(all.len(), 2, "{all:?}");
 
     let pid = up.child.id().to_string();
     assert!(Command::new("kill")
@@ -299,4 +306,48 @@ fn up_help_has_the_guestbook_example() {
     assert!(help.contains("sudo sturdy up examples/guestbook"), "{help}");
     assert!(help.contains("curl localhost:8080"), "{help}");
     assert!(help.contains("--state-dir <DIR>"), "{help}");
+}
+
+#[test]
+fn monitors_die_with_a_killed_sturdy_up() {
+    preconditions();
+    let dir = temp_dir("sigkill");
+    let state = dir.join("state");
+    let port = free_port();
+    guestbook_in(&dir, port);
+    let mut up = spawn_up(&dir, &state);
+    up.wait_line(Duration::from_secs(30), "web healthy", |l| {
+        l == "web healthy"
+    });
+    let monitors = monitors_of(up.child.id());
+    assert_eq!(monitors.len(), 2, "{monitors:?}");
+
+    up.child.kill().unwrap(); // SIGKILL: no chance to stop anything itself
+    up.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while monitors
+        .iter()
+        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "monitors orphaned after SIGKILL of sturdy up: {monitors:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(up);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The sturdy-hvt processes whose parent is `parent`.
+fn monitors_of(parent: u32) -> Vec<u32> {
+    monitors_mentioning("")
+        .into_iter()
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after.split_whitespace().nth(1) == Some(&parent.to_string())
+        })
+        .collect()
 }
