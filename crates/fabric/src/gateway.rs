@@ -621,6 +621,8 @@ impl Gw {
                 }
                 continue;
             };
+            // A host read or write error (the host peer reset) resets the guest side too.
+            let mut host_failed = false;
             // Host to guest.
             while c.readable && !c.host_eof && socket.may_send() && socket.can_send() {
                 let r = socket.send(|buf| match stream.read(buf) {
@@ -637,18 +639,13 @@ impl Gw {
                     Ok(Err(e)) if e.kind() == ErrorKind::WouldBlock => c.readable = false,
                     Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
                     Ok(Err(_)) | Err(_) => {
-                        // The host peer reset: so is the guest.
-                        socket.abort();
-                        self.stats.resets_to_guest += 1;
-                        c.host_eof = true;
-                        c.host_shut = true;
-                        moved = true;
+                        host_failed = true;
                         break;
                     }
                 }
             }
             // Guest to host.
-            while c.writable && socket.can_recv() {
+            while !host_failed && c.writable && socket.can_recv() {
                 let r = socket.recv(|buf| match stream.write(buf) {
                     Ok(n) => (n, Ok(n)),
                     Err(e) => (0, Err(e)),
@@ -658,14 +655,17 @@ impl Gw {
                     Ok(Err(e)) if e.kind() == ErrorKind::WouldBlock => c.writable = false,
                     Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
                     Ok(Err(_)) | Err(_) => {
-                        socket.abort();
-                        self.stats.resets_to_guest += 1;
-                        c.host_eof = true;
-                        c.host_shut = true;
-                        moved = true;
+                        host_failed = true;
                         break;
                     }
                 }
+            }
+            if host_failed {
+                socket.abort();
+                self.stats.resets_to_guest += 1;
+                c.host_eof = true;
+                c.host_shut = true;
+                moved = true;
             }
             let state = socket.state();
             let guest_fin = matches!(

@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use common::{any_port, boot, curl, end, ep, fabric, finish, wait_for_line, Boot, Guest};
+use common::{
+    any_port, boot, curl, end, ep, fabric, finish, guestbook, wait_for_line, Boot, Guest, Guestbook,
+};
 use sturdy_fabric::port::FabricHandle;
 use sturdy_fabric::{Capability, DropReason, Fabric, GatewayHandle, Plan, Proto};
 
@@ -32,34 +34,16 @@ fn no_connections(gw: &GatewayHandle) {
 
 #[test]
 fn the_guestbook_through_the_fabric_and_a_published_port() {
-    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
-    plan.add_service("web", vec![ep("http", 80)]).unwrap();
-    plan.add_service("db", vec![ep("kv", 6379)]).unwrap();
-    plan.grant("web", "db.kv").unwrap();
-    plan.publish(any_port(), "web.http").unwrap();
-    let (handle, gw, ends) = fabric(&plan);
-    let addr = gw.addr_of("web.http").unwrap();
-
-    let dir = std::env::temp_dir().join(format!("sturdy-gw-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join("kv.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let block = format!("--block:storage={}", disk.display());
-    let mut kv = boot(
-        &plan,
-        "db",
-        "kv",
-        end(&ends, "db"),
-        Boot::monitor(&[&block]),
-    );
-    wait_for_line(&mut kv, "serving on port 6379", BOOT);
-    let mut web = boot(&plan, "web", "web", end(&ends, "web"), Boot::default());
-    wait_for_line(&mut web, "web: serving http", BOOT);
-
-    let base = format!("http://{addr}");
+    // The guests and the scratch dir live until the end of the test.
+    let Guestbook {
+        handle,
+        gw,
+        base,
+        kv: _kv,
+        web: _web,
+        scratch: _scratch,
+        plan: _,
+    } = guestbook("gw");
     assert_eq!(curl(&[&format!("{base}/health")]).trim(), "ok");
     let status = curl(&[
         "-o",
@@ -103,15 +87,23 @@ fn the_guestbook_through_the_fabric_and_a_published_port() {
         .capability_stats(&Capability::new("web", "db", "kv"))
         .unwrap();
     assert!(kv_cap.opened >= 1, "{kv_cap:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// An echo server behind two published ports.
 fn echo_fabric() -> (Plan, FabricHandle, GatewayHandle, Guest) {
+    echo_fabric_with(vec![ep("echo", 7)], &["peer.echo", "peer"])
+}
+
+/// `tcpecho` as service `peer` providing `endpoints`, with `published` published by the gateway.
+fn echo_fabric_with(
+    endpoints: Vec<sturdy_fabric::Endpoint>,
+    published: &[&str],
+) -> (Plan, FabricHandle, GatewayHandle, Guest) {
     let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
-    plan.add_service("peer", vec![ep("echo", 7)]).unwrap();
-    plan.publish(any_port(), "peer.echo").unwrap();
-    plan.publish(any_port(), "peer").unwrap();
+    plan.add_service("peer", endpoints).unwrap();
+    for p in published {
+        plan.publish(any_port(), p).unwrap();
+    }
     let (handle, gw, ends) = fabric(&plan);
     let mut server = boot(
         &plan,
@@ -169,22 +161,12 @@ fn a_hundred_concurrent_connections_echo_through_published_ports() {
 
 #[test]
 fn resets_and_closes_cross_the_gateway_without_leaks() {
-    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
-    plan.add_service("peer", vec![ep("echo", 7), ep("none", 9)])
-        .unwrap();
-    plan.publish(any_port(), "peer.echo").unwrap();
-    // Published, but nothing listens there: the guest refuses, the host peer is reset.
-    plan.publish(any_port(), "peer.none").unwrap();
-    let (handle, gw, ends) = fabric(&plan);
-    let mut server = boot(
-        &plan,
-        "peer",
-        "tcpecho",
-        end(&ends, "peer"),
-        Boot::default(),
+    // `peer.none` is published, but nothing listens there: the guest refuses, the host peer
+    // is reset.
+    let (_plan, handle, gw, mut server) = echo_fabric_with(
+        vec![ep("echo", 7), ep("none", 9)],
+        &["peer.echo", "peer.none"],
     );
-    drop(ends);
-    wait_for_line(&mut server, "serving echo on port 7", BOOT);
     let addr = gw.addr_of("peer.echo").unwrap();
 
     // Host client resets mid-connection (SO_LINGER 0): the guest's side is reset, nothing

@@ -7,11 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{any_port, boot, curl, end, ep, fabric, wait_for_line, Boot, Guest};
-use sturdy_fabric::{Capability, DropReason, Plan};
+use common::{curl, guestbook, Guest, Guestbook};
+use sturdy_fabric::{Capability, DropReason};
 
 /// How long a guest may take to boot and say it serves.
-const BOOT: Duration = Duration::from_secs(20);
 
 /// Web's answers while db is unreachable must come within this: web gives up on the database
 /// after its `--db-timeout` (2 s by default), it does not hang.
@@ -58,33 +57,15 @@ fn running(guest: &mut Guest, pid: u32) -> bool {
 
 #[test]
 fn removing_webs_capability_to_db_cuts_it_and_adding_it_back_restores_service() {
-    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
-    plan.add_service("web", vec![ep("http", 80)]).unwrap();
-    plan.add_service("db", vec![ep("kv", 6379)]).unwrap();
-    plan.grant("web", "db.kv").unwrap();
-    plan.publish(any_port(), "web.http").unwrap();
-    let (handle, gw, ends) = fabric(&plan);
-    let base = format!("http://{}", gw.addr_of("web.http").unwrap());
-
-    let dir = std::env::temp_dir().join(format!("sturdy-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join("kv.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let block = format!("--block:storage={}", disk.display());
-    let mut kv = boot(
-        &plan,
-        "db",
-        "kv",
-        end(&ends, "db"),
-        Boot::monitor(&[&block]),
-    );
-    wait_for_line(&mut kv, "serving on port 6379", BOOT);
-    let mut web = boot(&plan, "web", "web", end(&ends, "web"), Boot::default());
-    wait_for_line(&mut web, "web: serving http", BOOT);
-    drop(ends);
+    let Guestbook {
+        plan,
+        handle,
+        gw: _gw,
+        mut kv,
+        mut web,
+        base,
+        scratch: _scratch,
+    } = guestbook("live");
     let (kv_pid, web_pid) = (kv.0.id(), web.0.id());
 
     // The guestbook works: an entry posted, listed, healthy.
@@ -181,5 +162,4 @@ fn removing_webs_capability_to_db_cuts_it_and_adding_it_back_restores_service() 
         "a new connection since it came back: {cap:?}"
     );
     drop((web, kv));
-    let _ = std::fs::remove_dir_all(dir);
 }

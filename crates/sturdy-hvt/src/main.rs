@@ -30,7 +30,7 @@ fn run() -> Result<u8, VmError> {
             println!(
                 "sturdy-hvt {} (Solo5 hvt ABI version {})",
                 env!("CARGO_PKG_VERSION"),
-                sturdy_abi_version()
+                vmm::ABI_VERSION
             );
             return Ok(0);
         }
@@ -44,8 +44,4 @@ fn run() -> Result<u8, VmError> {
         eprintln!("sturdy-hvt: {fault}");
     }
     Ok(exit.status())
-}
-
-fn sturdy_abi_version() -> u32 {
-    vmm::ABI_VERSION
 }

@@ -142,11 +142,6 @@ impl Vm {
         })
     }
 
-    /// Whether the guest runs deprivileged (CPL 3).
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// Drops privileges and runs the guest until it halts, faults, or is stopped.
     pub fn run(mut self) -> Result<Exit, VmError> {
         let poll_ring = match self.ring.take() {
@@ -285,8 +280,7 @@ fn setup_rings(
         return Ok(None);
     }
     let area = RingArea::plan(&nics, layout.usable_end);
-    // The kernel, the rings, and at least 2 MiB for heap and stack.
-    if area.base < kernel_end.div_ceil(2 << 20) * (2 << 20) + (2 << 20) {
+    if area.base < cpu::min_usable_end(kernel_end) {
         return Err(cpu::CpuError::TooSmall.into());
     }
     area.write_header(mem)?;

@@ -242,3 +242,66 @@ pub fn curl(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A scratch directory, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The guestbook on a fabric: `kv` (service `db`, endpoint `kv` 6379, a 16 MiB volume) and `web`
+/// (endpoint `http` 80, granted `db.kv`), web's http published by the gateway on 127.0.0.1.
+pub struct Guestbook {
+    pub plan: Plan,
+    pub handle: FabricHandle,
+    pub gw: GatewayHandle,
+    pub kv: Guest,
+    pub web: Guest,
+    /// `http://ADDR` of the published port.
+    pub base: String,
+    pub scratch: Scratch,
+}
+
+/// Boots the guestbook and waits until both unikernels serve. `tag` names its scratch dir.
+pub fn guestbook(tag: &str) -> Guestbook {
+    const BOOT: Duration = Duration::from_secs(20);
+    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+    plan.add_service("web", vec![ep("http", 80)]).unwrap();
+    plan.add_service("db", vec![ep("kv", 6379)]).unwrap();
+    plan.grant("web", "db.kv").unwrap();
+    plan.publish(any_port(), "web.http").unwrap();
+    let (handle, gw, ends) = fabric(&plan);
+    let base = format!("http://{}", gw.addr_of("web.http").unwrap());
+
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("sturdy-{tag}-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let disk = scratch.0.join("kv.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let block = format!("--block:storage={}", disk.display());
+    let mut kv = boot(
+        &plan,
+        "db",
+        "kv",
+        end(&ends, "db"),
+        Boot::monitor(&[&block]),
+    );
+    wait_for_line(&mut kv, "serving on port 6379", BOOT);
+    let mut web = boot(&plan, "web", "web", end(&ends, "web"), Boot::default());
+    wait_for_line(&mut web, "web: serving http", BOOT);
+    Guestbook {
+        plan,
+        handle,
+        gw,
+        kv,
+        web,
+        base,
+        scratch,
+    }
+}

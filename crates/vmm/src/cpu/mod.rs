@@ -54,6 +54,12 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> CpuError {
     move |source| CpuError::Kvm { what, source }
 }
 
+/// The least `usable_end` a deprivileged guest needs: its kernel, rounded up to a 2 MiB page,
+/// and one more 2 MiB page for heap and stack.
+pub fn min_usable_end(kernel_end: u64) -> u64 {
+    kernel_end.div_ceil(2 << 20) * (2 << 20) + (2 << 20)
+}
+
 /// Where things ended up, for boot info and the hypercall access map.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
@@ -79,9 +85,7 @@ pub fn setup_memory(
             })
         }
         Mode::Deprivileged => {
-            // The kernel, at least one 2 MiB page of heap and stack, and the reserved tail.
-            let kernel_top = kernel_end.div_ceil(2 << 20) * (2 << 20);
-            if mem_size < kernel_top + (2 << 20) + RESERVED_TAIL {
+            if mem_size < min_usable_end(kernel_end) + RESERVED_TAIL {
                 return Err(CpuError::TooSmall);
             }
             let usable_end = mem_size - RESERVED_TAIL;
