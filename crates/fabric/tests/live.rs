@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use common::{curl, guestbook, Guest, Guestbook};
 use sturdy_fabric::{Capability, DropReason};
 
-/// How long a guest may take to boot and say it serves.
-
 /// Web's answers while db is unreachable must come within this: web gives up on the database
 /// after its `--db-timeout` (2 s by default), it does not hang.
 const QUICK: Duration = Duration::from_secs(5);
