@@ -1,6 +1,7 @@
 //! The command line: the tool, its verbs and their flags. One list drives parsing, `--help`
-//! and shell completions. Only verbs that work are here; `up` runs attached (in this process)
-//! until the daemon and its verbs (`up -d`, `ps`, ...) arrive.
+//! and shell completions.
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -8,14 +9,20 @@ use crate::cmd;
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo sturdy up examples/guestbook         run the guestbook; then: curl localhost:8080
-  sturdy config examples/guestbook          the resolved plan of an application, as YAML
-  sturdy config --json | jq .services       the same as JSON
+  sudo sturdy up examples/guestbook         run the guestbook attached; then: curl localhost:8080
+  sudo sturdy up -d examples/guestbook      ... in the background
+  sturdy ps                                 what runs, healthy or not
+  sturdy logs -f web                        follow a service's console
+  sturdy restart db                         a new instance of db, its volume kept
+  sturdy down --volumes                     stop the application and delete its data
+  sturdy run ./hello-world                  one unikernel, no file
+  sturdy config examples/guestbook          the resolved plan of an application
   sturdy graph examples/guestbook | dot -Tpng > guestbook.png
-  sturdy graph --format svg -o app.svg      the capability graph as SVG (needs Graphviz)
   source <(sturdy completions bash)         completions in the current shell
 
-An application is a sturdy.yaml file (or a directory holding one, '.' by default).";
+An application is a sturdy.yaml file (or a directory holding one, '.' by default). A daemon
+(`sturdy daemon`) runs the applications; the first verb that needs it starts it. Its state
+(database, socket, volumes) lives in --state-dir, else $STURDY_HOME, else /var/lib/sturdy.";
 
 /// Runs applications made of unikernels on KVM.
 ///
@@ -24,6 +31,10 @@ An application is a sturdy.yaml file (or a directory holding one, '.' by default
 #[derive(Debug, Parser)]
 #[command(name = "sturdy", version, after_help = EXAMPLES, arg_required_else_help = true)]
 pub struct Cli {
+    /// The daemon's state directory [default: $STURDY_HOME, else /var/lib/sturdy]
+    #[arg(long, value_name = "DIR", global = true, value_hint = clap::ValueHint::DirPath)]
+    pub state_dir: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -32,14 +43,50 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Starts an application and follows its logs until Ctrl-C
+    /// Starts an application, then follows its logs until Ctrl-C (or returns, with -d)
     ///
-    /// Starts the services in dependency order (waiting for `service_healthy` dependencies),
-    /// showing each as it starts and becomes healthy and where ports are published, then
-    /// prints every service's console prefixed with its name. Ctrl-C (SIGINT) or SIGTERM stops
-    /// every service and exits with status 0.
+    /// Hands the application to the daemon, which starts its services in dependency order
+    /// (waiting for `service_healthy` dependencies); shows each as it starts and becomes
+    /// healthy and where ports are published. Attached, it then prints every service's console
+    /// prefixed with its name, and Ctrl-C (SIGINT) or SIGTERM stops the application.
     #[command(after_help = cmd::up::EXAMPLES)]
     Up(cmd::up::Args),
+
+    /// Stops an application and forgets it (--volumes: and deletes its data)
+    #[command(after_help = cmd::down::EXAMPLES)]
+    Down(cmd::down::Args),
+
+    /// Lists the services of the applications that are up
+    #[command(after_help = cmd::ps::EXAMPLES)]
+    Ps(cmd::ps::Args),
+
+    /// Prints (or follows) the consoles of an application's services
+    #[command(after_help = cmd::logs::EXAMPLES)]
+    Logs(cmd::logs::Args),
+
+    /// Restarts services (all if none is named)
+    #[command(after_help = cmd::lifecycle::EXAMPLES)]
+    Restart(cmd::lifecycle::Args),
+
+    /// Stops services (all if none is named); they stay stopped until started
+    #[command(after_help = cmd::lifecycle::EXAMPLES)]
+    Stop(cmd::lifecycle::Args),
+
+    /// Starts stopped services (all if none is named)
+    #[command(after_help = cmd::lifecycle::EXAMPLES)]
+    Start(cmd::lifecycle::Args),
+
+    /// Shows each service's CPU, memory, and network traffic and drops
+    #[command(after_help = cmd::stats::EXAMPLES)]
+    Stats(cmd::stats::Args),
+
+    /// Shows one service in detail
+    #[command(after_help = cmd::inspect::EXAMPLES)]
+    Inspect(cmd::inspect::Args),
+
+    /// Runs one unikernel, no file needed; exits with its status
+    #[command(after_help = cmd::run::EXAMPLES)]
+    Run(cmd::run::Args),
 
     /// Checks an application file and prints its resolved plan
     ///
@@ -57,6 +104,10 @@ pub enum Command {
     /// `outside` for egress. Nothing else can connect to anything.
     #[command(after_help = cmd::graph::EXAMPLES)]
     Graph(cmd::graph::Args),
+
+    /// Runs, stops or shows the daemon that runs the applications
+    #[command(after_help = cmd::daemon::EXAMPLES)]
+    Daemon(cmd::daemon::Args),
 
     /// Prints a shell completion script
     #[command(after_help = cmd::completions::EXAMPLES)]

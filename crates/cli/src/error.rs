@@ -15,6 +15,8 @@ pub enum CliError {
     Invalid(Vec<Diagnostic>),
     /// Anything else.
     Other(anyhow::Error),
+    /// Exit with this status, nothing more to say (`sturdy run` passes on the guest's).
+    Status(u8),
 }
 
 impl From<anyhow::Error> for CliError {
@@ -48,6 +50,7 @@ impl CliError {
                 }
                 ExitCode::FAILURE
             }
+            CliError::Status(code) => ExitCode::from(code),
             CliError::Other(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
             CliError::Other(e) => {
                 eprintln!("sturdy: {}", one_line(&e));

@@ -1,258 +1,242 @@
-//! `sturdy up`, attached, with real unikernels: the guestbook started with progress, serving,
-//! its consoles prefixed, stopped cleanly by SIGINT; an invalid file refused.
-//!
-//! Needs root, /dev/kvm, the guest images (built by the `guests` dev-dependency) and the
-//! monitor `sturdy-hvt` next to the `sturdy` binary (`target/<profile>/sturdy-hvt`, built by
-//! `cargo build --workspace --all-targets`).
+//! `sturdy up`, `ps`, `restart`, `down` through the daemon with real unikernels: the guestbook
+//! started detached and attached, serving through its published port, its volume kept across
+//! a restart of db and a re-up, deleted by `down --volumes`, nothing left behind; the
+//! `service_healthy` dependency holding web; invalid input refused with its message.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+use common::*;
+
+/// TAP devices and network namespaces on the host: `down` must leave these as they were.
+fn host_network() -> (usize, usize) {
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let taps = String::from_utf8_lossy(&links.stdout)
+        .lines()
+        .filter(|l| l.contains("tap"))
+        .count();
+    let netns = std::fs::read_dir("/run/netns").map_or(0, |d| d.count());
+    (taps, netns)
 }
 
-/// A fresh, empty directory for the test called `name`.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("up-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+#[test]
+fn detached_guestbook_serves_keeps_its_volume_and_leaves_nothing_after_down() {
+    preconditions();
+    let home = Home::new("guestbook");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "guestbook", port);
+    let file = file.to_str().unwrap();
+    let network_before = host_network();
 
-fn sturdy() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sturdy"))
-}
-
-/// What this test needs, with a clear message when it is missing.
-fn preconditions() {
+    // Progress in order: db healthy before web starts; then where it is published.
+    let out = home.ok(&["up", "-d", "--wait", file]);
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{out}"))
+    };
     assert!(
-        Path::new("/dev/kvm").exists(),
-        "this test boots unikernels and needs /dev/kvm (KVM); none found"
+        at("db  started (10.77.0.3, pid ") < at("db  healthy"),
+        "{out}"
     );
-    let hvt = Path::new(env!("CARGO_BIN_EXE_sturdy")).with_file_name("sturdy-hvt");
     assert!(
-        hvt.is_file(),
-        "the monitor is not built at {}: run `cargo build --workspace --all-targets` first",
-        hvt.display()
+        at("db  healthy") < at("web started (10.77.0.2, pid "),
+        "{out}"
     );
-}
+    assert!(at("web healthy") < at(&format!("web published on 0.0.0.0:{port}")));
 
-/// A TCP port free right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// examples/guestbook/sturdy.yaml in `dir`, with absolute image paths and 8080 made `port`.
-fn guestbook_in(dir: &Path, port: u16) {
-    let src = std::fs::read_to_string(root().join("examples/guestbook/sturdy.yaml")).unwrap();
-    let (web, kv) = (guests::path("web"), guests::path("kv"));
-    let yaml = src
-        .replace(
-            "../../target/guest/x86_64-unknown-linux-gnu/release/web",
-            &web.display().to_string(),
-        )
-        .replace(
-            "../../target/guest/x86_64-unknown-linux-gnu/release/kv",
-            &kv.display().to_string(),
-        )
-        .replace("\"8080:80\"", &format!("\"{port}:80\""));
-    assert!(yaml.contains(&web.display().to_string()) && yaml.contains(&format!("{port}:80")));
-    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
-}
-
-/// One HTTP/1.1 request with `Connection: close`; the whole answer.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let app = home.app("guestbook");
+    assert_eq!(app["status"], "running");
+    for s in app["services"].as_array().unwrap() {
+        assert_eq!(s["state"], "healthy", "{app}");
+    }
+    // web was started only after db's health check passed.
+    let (web, db) = (
+        home.service("guestbook", "web"),
+        home.service("guestbook", "db"),
     );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
+    assert!(
+        web["started_at"].as_str().unwrap() >= db["healthy_since"].as_str().unwrap(),
+        "web {web} db {db}"
+    );
+    let ps = home.ok(&["ps"]);
+    assert!(ps.contains("guestbook    web      healthy"), "{ps}");
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
 
-/// The running `sturdy up`, its stdout read line by line by a thread.
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+    let posted = http(
+        port,
+        "POST",
+        "/entries",
+        "name=ada&message=kept-by-the-volume",
+    );
+    assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
+    assert!(http(port, "GET", "/entries", "").contains("kept-by-the-volume"));
 
-impl Up {
-    /// Waits (at most `timeout`) for a stdout line for which `f` holds.
-    fn wait_line(&mut self, timeout: Duration, what: &str, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        if let Some(l) = self.seen.iter().find(|l| f(l)) {
-            return l.clone();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if f(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no {what} within {timeout:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+    // restart db: a new instance, the entry kept by its volume.
+    let daemon = home.daemon_pid().expect("a daemon runs");
+    let old_db = db["pid"].as_u64().unwrap() as u32;
+    let out = home.ok(&["restart", "db", "-p", "guestbook"]);
+    assert!(out.starts_with("db restarted (pid "), "{out}");
+    home.wait_state("guestbook", "db", "healthy", Duration::from_secs(20));
+    assert!(!alive(old_db), "the old db instance {old_db} still runs");
+    let db = home.service("guestbook", "db");
+    assert_eq!(db["instance"], 2);
+    wait_for(Duration::from_secs(10), "web to see db again", || {
+        http(port, "GET", "/entries", "").contains("kept-by-the-volume")
+    });
+    let monitors = monitors_of(daemon);
+    assert_eq!(monitors.len(), 2, "{monitors:?}");
+
+    // down: no monitor, no published port, no fd of the application left in the daemon.
+    let out = home.ok(&["down", "-p", "guestbook"]);
+    assert_eq!(out, "guestbook stopped\n");
+    for pid in &monitors {
+        assert!(!alive(*pid), "monitor {pid} left after down");
     }
+    assert!(monitors_of(daemon).is_empty());
+    assert!(!listening(port), "port {port} still published after down");
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]));
+    // Descriptors of the last requests and of the app's state recorder close just after.
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_fds = fd_count(daemon);
+
+    // up again: the volume kept the entry; down again leaks nothing.
+    home.ok(&["up", "-d", "--wait", file]);
+    assert!(http(port, "GET", "/entries", "").contains("kept-by-the-volume"));
+    home.ok(&["down", "-p", "guestbook"]);
+    wait_for(
+        Duration::from_secs(5),
+        "the daemon's descriptors back to idle (a leak per up/down)",
+        || fd_count(daemon) <= idle_fds,
+    );
+
+    // down --volumes deletes the data: the next up starts empty.
+    let volume = home.dir.join("apps/guestbook/volumes/data.img");
+    assert!(volume.is_file());
+    let out = home.ok(&["down", "-p", "guestbook", "--volumes"]);
+    assert_eq!(out, format!("removed volume {}\n", volume.display()));
+    assert!(!volume.exists());
+    home.ok(&["up", "-d", "--wait", file]);
+    let entries = http(port, "GET", "/entries", "");
+    assert!(
+        entries.contains("\"entries\":[]") && !entries.contains("kept-by-the-volume"),
+        "{entries}"
+    );
+    home.ok(&["down", "-p", "guestbook", "--volumes"]);
+    assert_eq!(host_network(), network_before, "TAPs or namespaces left");
 }
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sturdy-hvt processes whose command line mentions `needle`.
-fn monitors_mentioning(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("sturdy-hvt") && cmdline.contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Starts `sturdy up DIR --state-dir STATE --no-color` with its stdout read by a thread.
-fn spawn_up(dir: &Path, state: &Path) -> Up {
-    let child = sturdy()
-        .arg("up")
-        .arg(dir)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--no-color")
+#[test]
+fn attached_up_follows_consoles_until_sigint_then_stops_the_app() {
+    preconditions();
+    let home = Home::new("attached");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "attached", port);
+    let mut child = home
+        .cmd(&["up", file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut up = Up {
-        child,
-        lines: mpsc::channel().1,
-        seen: Vec::new(),
-    };
-    let (tx, rx) = mpsc::channel();
-    let stdout = up.child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }
         }
     });
-    up.lines = rx;
-    up
-}
-
-#[test]
-fn up_runs_the_guestbook_until_sigint() {
-    preconditions();
-    let dir = temp_dir("guestbook");
-    let state = dir.join("state");
-    let port = free_port();
-    guestbook_in(&dir, port);
-
-    let mut up = spawn_up(&dir, &state);
-
-    // Progress: db started and healthy, web started, published, healthy.
-    let long = Duration::from_secs(30);
-    up.wait_line(long, "db started", |l| l == "db  started (10.77.0.3)");
-    up.wait_line(long, "db healthy", |l| l == "db  healthy");
-    up.wait_line(long, "web started", |l| l == "web started (10.77.0.2)");
-    up.wait_line(long, "web published", |l| {
-        l == format!("web published on 0.0.0.0:{port}")
-    });
-    up.wait_line(long, "web healthy", |l| l == "web healthy");
-    let volume = state.join("apps/guestbook/volumes/data.img");
-    assert!(volume.is_file(), "no volume at {}", volume.display());
-
-    let web = SocketAddr::from(([127, 0, 0, 1], port));
-    let posted = http(web, "POST", "/entries", "name=ada&message=hello-from-up");
-    assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
-    let entries = http(web, "GET", "/entries", "");
-    assert!(entries.contains("hello-from-up"), "{entries}");
-
+    let mut seen = Vec::new();
+    let mut wait_line = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !seen.iter().any(|l: &String| l.starts_with(what)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("no {what:?} within 30 s; output:\n{}", seen.join("\n")),
+            }
+        }
+    };
+    wait_line("db  started (10.77.0.3");
+    wait_line(&format!("web published on 0.0.0.0:{port}"));
     // Both consoles, prefixed with the padded service name.
-    up.wait_line(long, "db's console", |l| {
-        l.starts_with("db  | kv: recovered")
-    });
-    up.wait_line(long, "web's console", |l| {
-        l.starts_with("web | web: serving http")
-    });
+    wait_line("db  | kv: recovered");
+    wait_line("web | web: serving http");
+    let posted = http(port, "POST", "/entries", "name=ada&message=attached");
+    assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
 
-    let monitors = monitors_mentioning(&state.display().to_string());
-    assert_eq!(
-        monitors.len(),
-        1,
-        "db's monitor names its volume: {monitors:?}"
-    );
-    // Only this app's monitors: other tests run guests from the same images at the same time.
-    let all: Vec<u32> = monitors_of(up.child.id());
-    assert_eq!(all.len(), 2, "{all:?}");
-
-    let pid = up.child.id().to_string();
+    let daemon = home.daemon_pid().unwrap();
+    let monitors = monitors_of(daemon);
+    assert_eq!(monitors.len(), 2, "{monitors:?}");
     assert!(Command::new("kill")
-        .args(["-INT", &pid])
+        .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap()
         .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = up.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sturdy up still runs 10 s after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = child.wait().unwrap();
     let mut stderr = String::new();
-    up.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
-    assert!(stderr.contains("stopping guestbook"), "{stderr}");
-    for pid in all {
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "monitor {pid} left after sturdy up exited"
-        );
+    assert!(stderr.contains("stopping attached"), "{stderr}");
+    for pid in monitors {
+        assert!(!alive(pid), "monitor {pid} left after SIGINT of sturdy up");
     }
-    assert!(monitors_mentioning(&state.display().to_string()).is_empty());
-    drop(up);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!listening(port));
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]));
+}
+
+#[test]
+fn service_healthy_holds_web_until_db_answers() {
+    preconditions();
+    let home = Home::new("holds");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "holds", port);
+    // db's health check now asks for HTTP, which kv never answers: db never becomes healthy.
+    let yaml = std::fs::read_to_string(&file).unwrap().replace(
+        "healthcheck: { tcp: 6379,",
+        "healthcheck: { http: /health, port: 6379,",
+    );
+    assert!(yaml.contains("http: /health, port: 6379"));
+    std::fs::write(&file, yaml).unwrap();
+
+    let mut up = home
+        .cmd(&["up", "-d", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "db to run", || {
+        home.daemon_pid().is_some()
+            && home.run(&["ps", "-p", "holds"]).status.success()
+            && home.service("holds", "db")["pid"].is_u64()
+    });
+    // For two seconds: db runs but is not healthy, web has no instance and says why.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let web = home.service("holds", "web");
+        assert_eq!(web["state"], "created", "{web}");
+        assert!(web["pid"].is_null(), "{web}");
+        assert_eq!(web["waiting_for"], "db to be healthy", "{web}");
+        assert_eq!(home.service("holds", "db")["state"], "starting");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!listening(port) || !http(port, "GET", "/health", "").contains("200"));
+    let _ = up.kill();
+    let _ = up.wait();
+    let out = home.ok(&["ps"]);
+    assert!(
+        out.contains("created (waiting for db to be healthy)"),
+        "{out}"
+    );
+    home.ok(&["down", "-p", "holds", "--volumes"]);
 }
 
 #[test]
@@ -260,8 +244,9 @@ fn up_of_an_invalid_file_prints_the_diagnostics_and_exits_1() {
     let dir = temp_dir("invalid");
     let src = "name: app\nservices:\n  web:\n    image: x\n    imgae: typo\n";
     std::fs::write(dir.join("sturdy.yaml"), src).unwrap();
-    let out = sturdy()
+    let out = Command::new(sturdy_exe())
         .args(["up", "sturdy.yaml", "--no-color"])
+        .env("STURDY_HOME", dir.join("state"))
         .current_dir(&dir)
         .output()
         .unwrap();
@@ -275,79 +260,86 @@ fn up_of_an_invalid_file_prints_the_diagnostics_and_exits_1() {
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(String::from_utf8(out.stderr).unwrap(), expected);
+    // Nothing was started for it.
+    assert!(!dir.join("state/sturdy.sock").exists());
 }
 
 #[test]
 fn up_without_a_monitor_says_so_and_exits_1() {
-    let dir = temp_dir("no-hvt");
-    let out = sturdy()
-        .arg("up")
-        .arg(root().join("examples/guestbook"))
-        .arg("--hvt")
-        .arg(dir.join("sturdy-hvt"))
-        .output()
-        .unwrap();
+    if !Path::new("/dev/kvm").exists() {
+        return; // the KVM check comes first; covered where KVM exists
+    }
+    let home = Home::new("no-hvt");
+    let missing = home.dir.join("sturdy-hvt");
+    let out = home.run(&[
+        "up",
+        root().join("examples/guestbook").to_str().unwrap(),
+        "--hvt",
+        missing.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
-        stderr,
-        format!(
-            "sturdy: --hvt {}: no such file\n",
-            dir.join("sturdy-hvt").display()
-        )
+        String::from_utf8(out.stderr).unwrap(),
+        format!("sturdy: --hvt {}: no such file\n", missing.display())
     );
 }
 
 #[test]
-fn up_help_has_the_guestbook_example() {
-    let out = sturdy().args(["up", "--help"]).output().unwrap();
+fn verbs_without_a_daemon_say_nothing_is_up() {
+    let home = Home::new("nothing-up");
+    assert_eq!(home.ok(&["ps"]).lines().count(), 1, "only the header");
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]));
+    for verb in [
+        &["logs"][..],
+        &["restart", "web"],
+        &["down"],
+        &["inspect", "web"],
+    ] {
+        let out = home.run(verb);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with("sturdy: no application is up"),
+            "{verb:?}: {err}"
+        );
+    }
+    // None of them started a daemon.
+    assert!(home.daemon_pid().is_none());
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let out = Command::new(sturdy_exe())
+        .args(["up", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("sudo sturdy up examples/guestbook"), "{help}");
     assert!(help.contains("curl localhost:8080"), "{help}");
+    assert!(help.contains("--detach"), "{help}");
     assert!(help.contains("--state-dir <DIR>"), "{help}");
-}
-
-#[test]
-fn monitors_die_with_a_killed_sturdy_up() {
-    preconditions();
-    let dir = temp_dir("sigkill");
-    let state = dir.join("state");
-    let port = free_port();
-    guestbook_in(&dir, port);
-    let mut up = spawn_up(&dir, &state);
-    up.wait_line(Duration::from_secs(30), "web healthy", |l| {
-        l == "web healthy"
-    });
-    let monitors = monitors_of(up.child.id());
-    assert_eq!(monitors.len(), 2, "{monitors:?}");
-
-    up.child.kill().unwrap(); // SIGKILL: no chance to stop anything itself
-    up.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while monitors
-        .iter()
-        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-    {
+    let out = Command::new(sturdy_exe()).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for verb in [
+        "up",
+        "down",
+        "ps",
+        "logs",
+        "restart",
+        "stop",
+        "start",
+        "stats",
+        "inspect",
+        "run",
+        "config",
+        "graph",
+        "daemon",
+        "completions",
+    ] {
         assert!(
-            Instant::now() < deadline,
-            "monitors orphaned after SIGKILL of sturdy up: {monitors:?}"
+            help.lines().any(|l| l.trim_start().starts_with(verb)),
+            "no {verb} in:\n{help}"
         );
-        std::thread::sleep(Duration::from_millis(20));
     }
-    drop(up);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The sturdy-hvt processes whose parent is `parent`.
-fn monitors_of(parent: u32) -> Vec<u32> {
-    monitors_mentioning("")
-        .into_iter()
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            after.split_whitespace().nth(1) == Some(&parent.to_string())
-        })
-        .collect()
 }

@@ -19,7 +19,7 @@ mod check;
 mod error;
 mod model;
 mod plan;
-mod units;
+pub mod units;
 mod yaml;
 
 use std::path::Path;

@@ -26,23 +26,27 @@ pub struct Instance {
 
 impl Instance {
     /// Starts `hvt` with `args`, where `{fd}` in an argument is replaced by the number of the
-    /// inherited `fd` (the guest's end of its fabric port, closed here once the child has it).
+    /// inherited `fd` (the guest's end of its fabric port, closed here once the child has it;
+    /// `None` for a unikernel without a NIC).
     pub fn spawn(
         hvt: &Path,
         args: &[String],
-        fd: OwnedFd,
+        fd: Option<OwnedFd>,
         console: &Arc<Mutex<Console>>,
     ) -> std::io::Result<Instance> {
-        let raw = fd.as_raw_fd();
+        let raw = fd.as_ref().map(|fd| fd.as_raw_fd());
         let mut cmd = Command::new(hvt);
-        cmd.args(args.iter().map(|a| a.replace("{fd}", &raw.to_string())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a Ctrl-C at the supervisor's terminal is the supervisor's
-            // to handle (it stops the app in order), not a signal to every monitor at once.
-            .process_group(0);
-        crate::spawn::inherit(&mut cmd, raw);
+        cmd.args(
+            args.iter()
+                .map(|a| a.replace("{fd}", &raw.unwrap_or(-1).to_string())),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C at the supervisor's terminal is the supervisor's
+        // to handle (it stops the app in order), not a signal to every monitor at once.
+        .process_group(0);
+        crate::os::inherit(&mut cmd, raw);
         let mut child = cmd.spawn()?;
         drop(fd);
         let pid = child.id();
@@ -74,12 +78,18 @@ impl Instance {
         Some(code)
     }
 
-    /// Kills it (SIGKILL) and reaps it.
-    pub fn kill(mut self) {
+    /// Kills it (SIGKILL), reaps it and returns its exit status (137 if the kill ended it).
+    pub fn kill(mut self) -> i32 {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.child.wait();
         for r in self.readers.drain(..) {
             let _ = r.join();
+        }
+        match status {
+            Ok(status) => status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            Err(_) => 128 + libc::SIGKILL,
         }
     }
 }

@@ -10,22 +10,35 @@
 //!   supervisor alone.
 //! - [`console`]: the bounded per-service console that survives instances.
 //!
-//! No `unsafe` except in the module that lets a monitor inherit its NIC's fd.
+//! - [`stats`]: a service's CPU time, memory and fabric counters.
+//!
+//! The daemon process (`sturdy daemon`) is built on these:
+//!
+//! - [`server`]: the daemon: applications by name, state in SQLite ([`store`]), the HTTP/JSON
+//!   API of [`api`] on a unix socket, recovery after a crash.
+//! - [`client`]: a blocking client of that API.
+//!
+//! No `unsafe` except in [`os`]'s two system calls (inheriting a NIC's fd, signalling a pid).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod client;
 pub mod console;
 pub mod health;
 pub mod instance;
+mod os;
 pub mod restart;
-mod spawn;
+pub mod server;
+pub mod stats;
+pub mod store;
 pub mod supervisor;
 
 pub use restart::{Backoff, Decision, Tracker};
 pub use supervisor::{App, Event, Options, ServiceStatus, State};
 
 /// Why an application did not start.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The plan cannot be run as given.
     #[error("{0}")]

@@ -1,12 +1,18 @@
 //! The application: its fabric and gateway, one supervised instance per service.
+//!
+//! One supervision thread per application does every change to its monitors: it starts the
+//! services in start order as their dependencies allow, reaps exited instances, restarts them
+//! as their policies say, and carries out stop/start/restart requests. Monitors die with the
+//! thread that spawned them (see `os::inherit`), and this thread lives as long as the
+//! application, so a monitor never outlives its supervisor.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sturdy_compose::{Condition, Plan, ServicePlan};
 use sturdy_fabric::port::{self, FabricHandle, Port};
@@ -15,14 +21,19 @@ use sturdy_fabric::{gateway, Fabric, GatewayHandle, PortId};
 use crate::console::{Console, DEFAULT_CAPACITY};
 use crate::instance::Instance;
 use crate::restart::{Backoff, Decision, Tracker};
+use crate::stats::{self, ServiceStats};
 use crate::Error;
 
-/// How often the supervisor looks at its monitors.
+/// How often the supervisor looks at its monitors when nothing wakes it.
 const TICK: Duration = Duration::from_millis(20);
-/// Probe period until the first success (then the healthcheck's interval).
-const START_PROBE: Duration = Duration::from_millis(100);
+/// First probe period after an instance starts; it doubles up to [`START_PROBE_MAX`] until
+/// the first success (then the healthcheck's interval applies).
+const START_PROBE: Duration = Duration::from_millis(10);
+const START_PROBE_MAX: Duration = Duration::from_millis(200);
+/// How long a stop/start/restart request may take before the caller is told.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Options of [`App::start_with`].
+/// Options of [`App::create`].
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Restart backoff and crash-loop limits.
@@ -32,7 +43,7 @@ pub struct Options {
     /// Console bytes kept per service.
     pub console_capacity: usize,
     /// Where to send [`Event`]s (instances started, services becoming healthy), for progress
-    /// shown while starting; `None`: nowhere.
+    /// shown while starting and for recording monitors; `None`: nowhere.
     pub events: Option<Sender<Event>>,
 }
 
@@ -53,6 +64,15 @@ pub enum Event {
         /// The service.
         service: String,
     },
+    /// An instance of `service` exited (or was stopped) with `status`.
+    Exited {
+        /// The service.
+        service: String,
+        /// Its monitor's process id.
+        pid: u32,
+        /// Exit status (128 + signal if killed).
+        status: i32,
+    },
 }
 
 impl Default for Options {
@@ -69,6 +89,8 @@ impl Default for Options {
 /// A service's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
+    /// Not started yet: waiting for its turn or its dependencies.
+    Created,
     /// Running, its health check not passed yet.
     Starting,
     /// Running, no health check.
@@ -83,6 +105,33 @@ pub enum State {
     Exited(i32),
     /// Restarted too often in a short time: no longer restarted.
     CrashLoop,
+    /// Stopped on request; started again only on request.
+    Stopped,
+}
+
+impl State {
+    /// Its name as `sturdy ps` and the API show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Healthy => "healthy",
+            State::Unhealthy => "unhealthy",
+            State::Restarting => "restarting",
+            State::Exited(_) => "exited",
+            State::CrashLoop => "crash-loop",
+            State::Stopped => "stopped",
+        }
+    }
+
+    /// Whether an instance runs in this state.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            State::Starting | State::Running | State::Healthy | State::Unhealthy
+        )
+    }
 }
 
 /// A service as [`App::status`] reports it.
@@ -94,7 +143,9 @@ pub struct ServiceStatus {
     pub state: State,
     /// The running monitor's process id.
     pub pid: Option<u32>,
-    /// Times it was restarted.
+    /// Instances started so far (the current one's number).
+    pub instance: u64,
+    /// Times it was restarted by its policy.
     pub restarts: u32,
     /// The last instance's exit status (128 + signal if killed).
     pub last_exit: Option<i32>,
@@ -102,20 +153,35 @@ pub struct ServiceStatus {
     pub first_started: Option<Instant>,
     /// When its current instance started.
     pub started: Option<Instant>,
+    /// When its current instance started, as wall-clock time.
+    pub started_at: Option<SystemTime>,
     /// When its health check first passed for the current instance.
     pub healthy_since: Option<Instant>,
     /// Why the last probe failed, if it did.
     pub last_probe_error: Option<String>,
+    /// While [`State::Created`]: what it waits for (`db to be healthy`).
+    pub waiting_for: Option<String>,
+}
+
+/// A request the supervision thread carries out for a caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Request {
+    Stop,
+    Start,
+    Restart,
 }
 
 struct Service {
     plan: ServicePlan,
+    /// Whether its image declares its NIC (a unikernel without one runs off the fabric).
+    networked: bool,
     /// Monitor arguments; `{fd}` is the NIC's fd.
     args: Vec<String>,
     port: PortId,
     probe_addr: Option<SocketAddr>,
     console: Arc<Mutex<Console>>,
     tracker: Tracker,
+    backoff: Backoff,
     instance: Option<Instance>,
     /// Counts instances, so probe results of an old one are ignored.
     generation: u64,
@@ -124,22 +190,44 @@ struct Service {
     last_exit: Option<i32>,
     restart_at: Option<Instant>,
     first_started: Option<Instant>,
+    started_at: Option<SystemTime>,
     healthy_since: Option<Instant>,
     failures: u32,
     last_probe_error: Option<String>,
+    waiting_for: Option<String>,
+    request: Option<Request>,
+    /// The result of the last request, for its caller.
+    answer: Option<Result<(), String>>,
+}
+
+/// What the supervision thread and the callers share.
+struct Inner {
+    services: Vec<Service>,
+    /// Indexes (into `services`) of services not started yet, in start order.
+    pending: Vec<usize>,
+    /// Why the start failed (a dependency), if it did.
+    start_error: Option<Error>,
 }
 
 struct Shared {
-    services: Mutex<Vec<Service>>,
+    inner: Mutex<Inner>,
     fabric: Mutex<Option<FabricHandle>>,
     hvt: PathBuf,
     stop: AtomicBool,
     events: Option<Sender<Event>>,
+    /// Wakes the supervision thread before its tick (a request, a service turned healthy).
+    wake: Mutex<Sender<()>>,
+    created: Instant,
+    dependency_timeout: Duration,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Vec<Service>> {
-        self.services.lock().expect("supervisor state")
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("supervisor state")
+    }
+
+    fn wake(&self) {
+        let _ = self.wake.lock().expect("wake").send(());
     }
 
     fn send(&self, event: Event) {
@@ -151,14 +239,16 @@ impl Shared {
 
     /// Starts an instance of `s` on a fresh fabric port.
     fn launch(&self, s: &mut Service) -> Result<(), Error> {
-        let (io, fd) = Port::pair().map_err(|e| Error::Io(format!("fabric port: {e}")))?;
-        {
+        let mut fd = None;
+        if s.networked {
+            let (io, guest) = Port::pair().map_err(|e| Error::Io(format!("fabric port: {e}")))?;
             let fabric = self.fabric.lock().expect("fabric");
             let fabric = fabric.as_ref().ok_or(Error::Stopped)?;
             let _ = fabric.detach(s.port);
             fabric
                 .attach(s.port, io)
                 .map_err(|e| Error::Io(format!("attach {}: {e}", s.plan.name)))?;
+            fd = Some(guest);
         }
         let instance = Instance::spawn(&self.hvt, &s.args, fd, &s.console).map_err(|e| {
             Error::Io(format!(
@@ -182,11 +272,13 @@ impl Shared {
             instance: s.generation,
         });
         s.first_started.get_or_insert(instance.started);
+        s.started_at = Some(SystemTime::now());
         s.instance = Some(instance);
         s.healthy_since = None;
         s.failures = 0;
         s.last_probe_error = None;
         s.restart_at = None;
+        s.waiting_for = None;
         s.state = if s.plan.healthcheck.is_some() {
             State::Starting
         } else {
@@ -194,14 +286,31 @@ impl Shared {
         };
         Ok(())
     }
+
+    /// Kills `s`'s instance, if any, and records its end.
+    fn kill(&self, s: &mut Service) {
+        if let Some(instance) = s.instance.take() {
+            let pid = instance.pid;
+            let status = instance.kill();
+            s.last_exit = Some(status);
+            s.healthy_since = None;
+            self.send(Event::Exited {
+                service: s.plan.name.clone(),
+                pid,
+                status,
+            });
+        }
+        s.restart_at = None;
+    }
 }
 
-/// A running application.
+/// A running application. Shareable between threads; every method takes `&self`.
 pub struct App {
+    name: String,
     shared: Arc<Shared>,
-    gateway: Option<GatewayHandle>,
+    gateway: Mutex<Option<GatewayHandle>>,
     published: Vec<(String, SocketAddr)>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl App {
@@ -210,11 +319,30 @@ impl App {
         App::start_with(plan, hvt, state_dir, Options::default())
     }
 
-    /// Creates the volume files under `state_dir/volumes` (sparse, kept if they exist),
-    /// starts the fabric and gateway, then the services in start order, each after its
-    /// `service_healthy` dependencies pass their health checks; returns once all are started.
-    /// A background thread then restarts exited monitors as their policies say.
+    /// [`create`](Self::create)s the application and waits until every service is started
+    /// ([`wait_started`](Self::wait_started)); on failure stops it and returns why.
     pub fn start_with(
+        plan: &Plan,
+        hvt: &Path,
+        state_dir: &Path,
+        options: Options,
+    ) -> Result<App, Error> {
+        let app = App::create(plan, hvt, state_dir, options)?;
+        match app.wait_started() {
+            Ok(()) => Ok(app),
+            Err(e) => {
+                app.stop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the volume files under `state_dir/volumes` (sparse, kept if they exist),
+    /// starts the fabric and gateway and the supervision thread, and returns: the services
+    /// are then started in start order, each once its dependencies allow (`service_started`:
+    /// the dependency was started; `service_healthy`: its health check passed). Their
+    /// progress shows in [`status`](Self::status) and [`Options::events`].
+    pub fn create(
         plan: &Plan,
         hvt: &Path,
         state_dir: &Path,
@@ -299,6 +427,14 @@ impl App {
 
         let mut services = Vec::new();
         for s in &plan.services {
+            let networked = match image_has_nic(s) {
+                Ok(n) => n,
+                Err(e) => {
+                    gw.stop();
+                    let _ = fabric.stop();
+                    return Err(e);
+                }
+            };
             let mut args = vec![format!("--mem={}", s.mem_mib())];
             for a in &s.volumes {
                 let path = &volume_paths
@@ -311,8 +447,10 @@ impl App {
             let net = fabric_plan
                 .monitor_net_args(&s.name, 0)
                 .map_err(|e| Error::Config(e.to_string()))?;
-            args.push(format!("--net:{}=@{{fd}}", s.nic));
-            args.push(net[1].clone());
+            if networked {
+                args.push(format!("--net:{}=@{{fd}}", s.nic));
+                args.push(net[1].clone());
+            }
             args.push(s.image.display().to_string());
             args.extend(s.args.iter().cloned());
             let port = fabric_plan.service(&s.name).expect("planned").port;
@@ -322,114 +460,150 @@ impl App {
                 .map(|&(_, i)| all[i].1);
             services.push(Service {
                 plan: s.clone(),
+                networked,
                 args,
                 port,
                 probe_addr,
                 console: Arc::new(Mutex::new(Console::new(options.console_capacity))),
                 tracker: Tracker::new(s.restart, options.backoff),
+                backoff: options.backoff,
                 instance: None,
                 generation: 0,
-                state: State::Exited(0),
+                state: State::Created,
                 restarts: 0,
                 last_exit: None,
                 restart_at: None,
                 first_started: None,
+                started_at: None,
                 healthy_since: None,
                 failures: 0,
                 last_probe_error: None,
+                waiting_for: None,
+                request: None,
+                answer: None,
             });
         }
+        let pending = plan
+            .start_order
+            .iter()
+            .map(|name| {
+                services
+                    .iter()
+                    .position(|s| s.plan.name == *name)
+                    .expect("start order names services")
+            })
+            .collect();
 
+        let (wake, woken) = mpsc::channel();
         let shared = Arc::new(Shared {
-            services: Mutex::new(services),
+            inner: Mutex::new(Inner {
+                services,
+                pending,
+                start_error: None,
+            }),
             fabric: Mutex::new(Some(fabric)),
             hvt: hvt.to_path_buf(),
             stop: AtomicBool::new(false),
             events: options.events.clone(),
+            wake: Mutex::new(wake),
+            created: Instant::now(),
+            dependency_timeout: options.dependency_timeout,
         });
-        let mut app = App {
-            shared: shared.clone(),
-            gateway: Some(gw),
-            published,
-            threads: Vec::new(),
-        };
+        let mut threads = Vec::new();
         let sup = shared.clone();
-        app.threads
-            .push(std::thread::spawn(move || supervise(&sup)));
+        threads.push(std::thread::spawn(move || supervise(&sup, &woken)));
         for (name, _) in &probed {
             let (sh, name) = (shared.clone(), name.clone());
-            app.threads
-                .push(std::thread::spawn(move || check_health(&sh, &name)));
+            threads.push(std::thread::spawn(move || check_health(&sh, &name)));
         }
-
-        for name in &plan.start_order {
-            let s = plan.service(name).expect("start order names services");
-            for dep in &s.depends_on {
-                if dep.condition == Condition::ServiceHealthy {
-                    if let Err(e) = app.wait_healthy(name, &dep.service, options.dependency_timeout)
-                    {
-                        app.stop();
-                        return Err(e);
-                    }
-                }
-            }
-            let result = {
-                let mut services = shared.lock();
-                let svc = services.iter_mut().find(|x| x.plan.name == *name).unwrap();
-                shared.launch(svc)
-            };
-            if let Err(e) = result {
-                app.stop();
-                return Err(e);
-            }
-        }
-        Ok(app)
+        Ok(App {
+            name: plan.name.clone(),
+            shared,
+            gateway: Mutex::new(Some(gw)),
+            published,
+            threads: Mutex::new(threads),
+        })
     }
 
-    fn wait_healthy(&self, waiter: &str, dep: &str, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
+    /// The application's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every service has been started once; or returns why one cannot start (a
+    /// dependency that failed or did not become healthy in time).
+    pub fn wait_started(&self) -> Result<(), Error> {
         loop {
-            let (state, why) = {
-                let services = self.shared.lock();
-                let d = services.iter().find(|x| x.plan.name == dep).unwrap();
-                (d.state, d.last_probe_error.clone())
-            };
-            let fail = |what: String| Error::Dependency {
-                service: waiter.into(),
-                dependency: dep.into(),
-                why: what,
-            };
-            match state {
-                State::Healthy => return Ok(()),
-                State::CrashLoop | State::Exited(_) => {
-                    return Err(fail(format!("it is {state:?} (see its logs)")))
+            {
+                let inner = self.shared.lock();
+                if let Some(e) = &inner.start_error {
+                    return Err(e.clone());
                 }
-                _ if Instant::now() >= deadline => {
-                    return Err(fail(format!(
-                        "not healthy after {timeout:?} (it is {state:?}; last probe: {})",
-                        why.as_deref().unwrap_or("none yet")
-                    )))
+                if inner.pending.is_empty() {
+                    return Ok(());
                 }
-                _ => std::thread::sleep(TICK),
             }
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Err(Error::Stopped);
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Why the start failed, if it did (a dependency that failed or timed out).
+    pub fn start_error(&self) -> Option<String> {
+        self.shared
+            .lock()
+            .start_error
+            .as_ref()
+            .map(|e| e.to_string())
     }
 
     /// Every service's status, in the plan's order.
     pub fn status(&self) -> Vec<ServiceStatus> {
         self.shared
             .lock()
+            .services
             .iter()
             .map(|s| ServiceStatus {
                 name: s.plan.name.clone(),
                 state: s.state,
                 pid: s.instance.as_ref().map(|i| i.pid),
+                instance: s.generation,
                 restarts: s.restarts,
                 last_exit: s.last_exit,
                 first_started: s.first_started,
                 started: s.instance.as_ref().map(|i| i.started),
+                started_at: s.instance.as_ref().and(s.started_at),
                 healthy_since: s.healthy_since,
                 last_probe_error: s.last_probe_error.clone(),
+                waiting_for: s.waiting_for.clone(),
+            })
+            .collect()
+    }
+
+    /// CPU time and memory of each service's monitor, and its fabric port's counters.
+    pub fn stats(&self) -> Vec<ServiceStats> {
+        let fabric = self
+            .shared
+            .fabric
+            .lock()
+            .expect("fabric")
+            .as_ref()
+            .and_then(|f| f.stats().ok());
+        self.status()
+            .into_iter()
+            .map(|s| {
+                let port = fabric
+                    .as_ref()
+                    .and_then(|f| f.ports.iter().find(|p| p.service == s.name))
+                    .map(|p| p.stats);
+                stats::of_service(&s.name, s.pid, port)
             })
             .collect()
     }
@@ -437,12 +611,7 @@ impl App {
     /// The console lines kept for `service` (every instance's), oldest first; `None` if there
     /// is no such service.
     pub fn logs(&self, service: &str) -> Option<Vec<String>> {
-        let console = self
-            .shared
-            .lock()
-            .iter()
-            .find(|s| s.plan.name == service)
-            .map(|s| s.console.clone())?;
+        let console = self.console(service)?;
         let lines = console.lock().expect("console").lines();
         Some(lines)
     }
@@ -451,14 +620,18 @@ impl App {
     /// count to pass next time: following a console by polling, without repeats. `None` if
     /// there is no such service.
     pub fn logs_after(&self, service: &str, seen: u64) -> Option<(Vec<String>, u64)> {
-        let console = self
-            .shared
-            .lock()
-            .iter()
-            .find(|s| s.plan.name == service)
-            .map(|s| s.console.clone())?;
+        let console = self.console(service)?;
         let after = console.lock().expect("console").lines_after(seen);
         Some(after)
+    }
+
+    fn console(&self, service: &str) -> Option<Arc<Mutex<Console>>> {
+        self.shared
+            .lock()
+            .services
+            .iter()
+            .find(|s| s.plan.name == service)
+            .map(|s| s.console.clone())
     }
 
     /// The host addresses of the application's published endpoints (`service.endpoint`), as
@@ -467,23 +640,81 @@ impl App {
         &self.published
     }
 
+    /// Stops `service`'s instance; it stays stopped (no restart) until started again.
+    pub fn stop_service(&self, service: &str) -> Result<(), Error> {
+        self.request(service, Request::Stop)
+    }
+
+    /// Starts `service` if it is not running (stopped, exited or in a crash loop; its
+    /// restart history is forgotten).
+    pub fn start_service(&self, service: &str) -> Result<(), Error> {
+        self.request(service, Request::Start)
+    }
+
+    /// Stops `service`'s instance, if one runs, and starts a new one.
+    pub fn restart_service(&self, service: &str) -> Result<(), Error> {
+        self.request(service, Request::Restart)
+    }
+
+    fn request(&self, service: &str, request: Request) -> Result<(), Error> {
+        {
+            let mut inner = self.shared.lock();
+            let names: Vec<String> = inner.services.iter().map(|s| s.plan.name.clone()).collect();
+            let s = inner
+                .services
+                .iter_mut()
+                .find(|s| s.plan.name == service)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{} has no service {service:?} (it has: {})",
+                        self.name,
+                        names.join(", ")
+                    ))
+                })?;
+            s.request = Some(request);
+            s.answer = None;
+        }
+        self.shared.wake();
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            {
+                let mut inner = self.shared.lock();
+                let s = inner
+                    .services
+                    .iter_mut()
+                    .find(|s| s.plan.name == service)
+                    .expect("found above");
+                if let Some(answer) = s.answer.take() {
+                    return answer.map_err(Error::Io);
+                }
+            }
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Err(Error::Stopped);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Io(format!(
+                    "{service}: the supervisor did not answer in {REQUEST_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Stops everything: the supervisor and probe threads, every monitor (killed and reaped),
     /// the gateway and the fabric. Idempotent.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
+        self.shared.wake();
+        let threads: Vec<_> = self.threads.lock().expect("threads").drain(..).collect();
+        for t in threads {
             let _ = t.join();
         }
-        let instances: Vec<Instance> = self
-            .shared
-            .lock()
-            .iter_mut()
-            .filter_map(|s| s.instance.take())
-            .collect();
-        for i in instances {
-            i.kill();
+        let mut services = std::mem::take(&mut self.shared.lock().services);
+        for s in &mut services {
+            self.shared.kill(s);
         }
-        if let Some(gw) = self.gateway.take() {
+        self.shared.lock().services = services;
+        if let Some(gw) = self.gateway.lock().expect("gateway").take() {
             gw.stop();
         }
         if let Some(fabric) = self.shared.fabric.lock().expect("fabric").take() {
@@ -498,14 +729,51 @@ impl Drop for App {
     }
 }
 
-/// The supervisor loop: reaps exited monitors, applies restart policies, restarts when due.
-fn supervise(shared: &Shared) {
+/// Whether `s`'s image declares its NIC; an error if the image cannot be read, is not a
+/// unikernel, or lacks the NIC while the service needs the network.
+fn image_has_nic(s: &ServicePlan) -> Result<bool, Error> {
+    let image = s.image.display();
+    let bytes = std::fs::read(&s.image)
+        .map_err(|e| Error::Config(format!("service {}: image {image}: {e}", s.name)))?;
+    let manifest = vmm::loader::manifest(&bytes).map_err(|e| {
+        Error::Config(format!(
+            "service {}: {image} is not a unikernel sturdy can run: {e}",
+            s.name
+        ))
+    })?;
+    let has = manifest
+        .find(&s.nic)
+        .is_some_and(|d| d.kind == vmm::manifest::DeviceKind::Net);
+    let needs = !s.provides.is_empty() || !s.uses.is_empty() || !s.ports.is_empty();
+    if needs && !has {
+        return Err(Error::Config(format!(
+            "service {}: it provides or uses endpoints, but its image {image} declares no \
+             network device named '{}'",
+            s.name, s.nic
+        )));
+    }
+    Ok(has)
+}
+
+/// The supervision loop: starts pending services, carries out requests, reaps exited
+/// monitors, applies restart policies, restarts when due.
+fn supervise(shared: &Shared, woken: &Receiver<()>) {
     while !shared.stop.load(Ordering::SeqCst) {
         let now = Instant::now();
-        let mut services = shared.lock();
-        for s in services.iter_mut() {
+        let mut guard = shared.lock();
+        let inner = &mut *guard;
+        start_pending(shared, inner, now);
+        for s in inner.services.iter_mut() {
+            if let Some(request) = s.request.take() {
+                s.answer = Some(carry_out(shared, s, request));
+            }
             if let Some(code) = s.instance.as_mut().and_then(Instance::try_exit) {
-                s.instance = None;
+                let pid = s.instance.take().map(|i| i.pid).unwrap_or(0);
+                shared.send(Event::Exited {
+                    service: s.plan.name.clone(),
+                    pid,
+                    status: code,
+                });
                 s.last_exit = Some(code);
                 s.healthy_since = None;
                 let decision = s.tracker.on_exit(code, now);
@@ -542,43 +810,172 @@ fn supervise(shared: &Shared) {
                 }
             }
         }
-        drop(services);
-        std::thread::sleep(TICK);
+        drop(guard);
+        let _ = woken.recv_timeout(TICK);
     }
 }
 
-/// Probes service `name` while it runs: every 100 ms until it first passes, then every
-/// interval; `retries` failures in a row (after the start period) make it unhealthy.
+/// Carries out `request` on `s`.
+fn carry_out(shared: &Shared, s: &mut Service, request: Request) -> Result<(), String> {
+    let note = |s: &Service, what: &str| s.console.lock().expect("console").push("sturdy", what);
+    match request {
+        Request::Stop => {
+            shared.kill(s);
+            if s.state != State::Created {
+                s.state = State::Stopped;
+            }
+            note(s, "stopped on request");
+            Ok(())
+        }
+        Request::Start | Request::Restart => {
+            if s.state == State::Created {
+                return Err(format!(
+                    "{} is not started yet ({})",
+                    s.plan.name,
+                    s.waiting_for.as_deref().unwrap_or("waiting for its turn")
+                ));
+            }
+            if request == Request::Start && s.instance.is_some() {
+                return Ok(());
+            }
+            shared.kill(s);
+            s.tracker = Tracker::new(s.plan.restart, s.backoff);
+            note(
+                s,
+                if request == Request::Start {
+                    "started on request"
+                } else {
+                    "restarted on request"
+                },
+            );
+            shared.launch(s).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Starts the pending services whose dependencies allow, in start order; records a start
+/// error when a dependency failed or timed out.
+fn start_pending(shared: &Shared, inner: &mut Inner, now: Instant) {
+    if inner.start_error.is_some() {
+        return;
+    }
+    let mut i = 0;
+    while i < inner.pending.len() {
+        let index = inner.pending[i];
+        let plan = inner.services[index].plan.clone();
+        let mut waiting = None;
+        for dep in &plan.depends_on {
+            let d = inner
+                .services
+                .iter()
+                .find(|x| x.plan.name == dep.service)
+                .expect("dependencies name services");
+            let failed = d.generation > 0
+                && matches!(
+                    d.state,
+                    State::CrashLoop | State::Exited(_) | State::Stopped
+                );
+            let fail = |why: String| Error::Dependency {
+                service: plan.name.clone(),
+                dependency: dep.service.clone(),
+                why,
+            };
+            if failed && dep.condition == Condition::ServiceHealthy {
+                inner.start_error = Some(fail(format!("it is {} (see its logs)", d.state.name())));
+                return;
+            }
+            let ready = match dep.condition {
+                Condition::ServiceStarted => d.generation > 0,
+                Condition::ServiceHealthy => d.state == State::Healthy,
+            };
+            if ready {
+                continue;
+            }
+            let timeout = shared.dependency_timeout;
+            if dep.condition == Condition::ServiceHealthy
+                && now.saturating_duration_since(shared.created) >= timeout
+            {
+                inner.start_error = Some(fail(format!(
+                    "not healthy after {timeout:?} (it is {}; last probe: {})",
+                    d.state.name(),
+                    d.last_probe_error.as_deref().unwrap_or("none yet")
+                )));
+                return;
+            }
+            waiting = Some(match dep.condition {
+                Condition::ServiceStarted => format!("{} to start", dep.service),
+                Condition::ServiceHealthy => format!("{} to be healthy", dep.service),
+            });
+            break;
+        }
+        let s = &mut inner.services[index];
+        if waiting.is_some() {
+            s.waiting_for = waiting;
+            i += 1;
+            continue;
+        }
+        inner.pending.remove(i);
+        if s.state != State::Created {
+            // Stopped before its turn came: it stays stopped.
+            continue;
+        }
+        if let Err(e) = shared.launch(s) {
+            s.state = State::Exited(1);
+            s.console
+                .lock()
+                .expect("console")
+                .push("sturdy", &format!("start failed: {e}"));
+            inner.start_error = Some(e);
+            return;
+        }
+        // Launched: services after it may wait for it to have started.
+        i = 0;
+    }
+}
+
+/// Probes service `name` while it runs: often right after its instance starts (every 10 ms,
+/// doubling to 200 ms) until it first passes, then every interval; `retries` failures in a row
+/// (after the start period) make it unhealthy.
 fn check_health(shared: &Shared, name: &str) {
     let (hc, addr) = {
-        let services = shared.lock();
-        let s = services.iter().find(|s| s.plan.name == name).unwrap();
+        let inner = shared.lock();
+        let s = inner.services.iter().find(|s| s.plan.name == name).unwrap();
         (
             s.plan.healthcheck.clone().expect("checked"),
             s.probe_addr.expect("published"),
         )
     };
     let mut next = Instant::now();
+    let mut start_probe = START_PROBE;
+    let mut probed_generation = 0;
     while !shared.stop.load(Ordering::SeqCst) {
         if Instant::now() < next {
-            std::thread::sleep(TICK);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()).min(TICK));
             continue;
         }
         let (generation, started) = {
-            let services = shared.lock();
-            let s = services.iter().find(|s| s.plan.name == name).unwrap();
+            let inner = shared.lock();
+            let s = inner.services.iter().find(|s| s.plan.name == name).unwrap();
             match &s.instance {
                 Some(i) => (s.generation, i.started),
                 None => {
-                    drop(services);
-                    next = Instant::now() + TICK;
+                    drop(inner);
+                    next = Instant::now() + Duration::from_millis(5);
                     continue;
                 }
             }
         };
+        if generation != probed_generation {
+            probed_generation = generation;
+            start_probe = START_PROBE;
+        }
         let result = crate::health::probe(addr, &hc.probe, hc.timeout);
-        let mut services = shared.lock();
-        let s = services.iter_mut().find(|s| s.plan.name == name).unwrap();
+        let mut inner = shared.lock();
+        let s = inner
+            .services
+            .iter_mut()
+            .find(|s| s.plan.name == name)
+            .unwrap();
         if s.generation != generation || s.instance.is_none() {
             next = Instant::now();
             continue;
@@ -592,6 +989,7 @@ fn check_health(shared: &Shared, name: &str) {
                     shared.send(Event::Healthy {
                         service: s.plan.name.clone(),
                     });
+                    shared.wake();
                 }
                 s.state = State::Healthy;
             }
@@ -609,7 +1007,9 @@ fn check_health(shared: &Shared, name: &str) {
         let wait = if s.healthy_since.is_some() || s.state == State::Unhealthy {
             hc.interval
         } else {
-            START_PROBE
+            let wait = start_probe;
+            start_probe = (start_probe * 2).min(START_PROBE_MAX);
+            wait
         };
         next = Instant::now() + wait;
     }

@@ -92,7 +92,7 @@ fn web_addr(app: &App) -> SocketAddr {
 }
 
 /// Stops `app` and checks that none of `pids` is left (not even a zombie).
-fn stop_leaves_nothing(mut app: App, pids: &[u32]) {
+fn stop_leaves_nothing(app: App, pids: &[u32]) {
     assert!(!pids.is_empty());
     for pid in pids {
         assert!(Path::new(&format!("/proc/{pid}")).exists(), "{pid} runs");

@@ -1,39 +1,39 @@
-//! `sturdy up`: runs an application in this process (attached): starts its services in
-//! order, showing progress, then streams every service's console, prefixed with its name,
-//! until Ctrl-C (SIGINT) or SIGTERM stops the application.
+//! `sturdy up`: hands an application to the daemon (starting the daemon if none runs), shows
+//! its services starting and becoming healthy, then either returns (`-d`) or follows every
+//! service's console, prefixed with its name, until Ctrl-C (SIGINT) or SIGTERM stops the
+//! application.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use sturdy_compose::Plan;
-use sturdy_daemon::{App, Event, Options};
+use sturdy_daemon::api::{AppInfo, DownInfo, LogLine, ServiceInfo, UpRequest};
+use sturdy_daemon::client::{encode, Client, ClientError};
 
-use crate::error::{io_reason, CliError};
+use super::{daemon, Prefixes};
+use crate::error::CliError;
 
 /// Examples shown by `sturdy up --help`.
 pub const EXAMPLES: &str = "\
 Examples:
-  sudo sturdy up examples/guestbook         start the guestbook, follow its logs
-  curl localhost:8080                       (in another terminal) the guestbook answers
-  sturdy up --state-dir /tmp/sturdy         keep volumes under /tmp/sturdy/apps/<name>/
-  sturdy up --no-color > app.log            plain, uncoloured output
+  sudo sturdy up examples/guestbook         start the guestbook, follow its logs (Ctrl-C stops)
+  sudo sturdy up -d examples/guestbook      start it in the background and return
+  sturdy up -d --wait                       ... once every health check passes
+  curl localhost:8080                       the guestbook answers
+  sturdy up -p staging examples/guestbook   a second copy under another name
 
-Ctrl-C (or SIGTERM) stops every service and exits. Volumes are kept under
-STATE/apps/<application>/volumes, STATE being --state-dir, else $STURDY_HOME, else
-/var/lib/sturdy. Needs /dev/kvm (run as root) and the monitor sturdy-hvt: --hvt, else the one
-next to the sturdy executable, else the one on PATH.";
+Running `up` again with a changed file recreates the application (volumes are kept); with an
+unchanged one it only shows it. Volumes live in STATE/apps/<name>/volumes, STATE being
+--state-dir, else $STURDY_HOME, else /var/lib/sturdy. Needs /dev/kvm (run as root).";
 
-/// The state directory when neither `--state-dir` nor `$STURDY_HOME` says.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/sturdy";
-
-/// How often the consoles are polled.
-const POLL: Duration = Duration::from_millis(50);
+/// How often progress is polled while starting.
+const PROGRESS_POLL: Duration = Duration::from_millis(10);
+/// How often an attached `up` looks at service states and signals between console lines.
+const ATTACHED_TICK: Duration = Duration::from_millis(200);
 
 /// Flags of `sturdy up`.
 #[derive(Debug, clap::Args)]
@@ -42,311 +42,343 @@ pub struct Args {
     #[arg(value_name = "PATH", default_value = ".", value_hint = clap::ValueHint::AnyPath)]
     pub path: PathBuf,
 
-    /// Where volumes are kept [default: $STURDY_HOME, else /var/lib/sturdy]
-    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
-    pub state_dir: Option<PathBuf>,
+    /// Detached: return once every service is started, leaving the application running
+    #[arg(short = 'd', long)]
+    pub detach: bool,
 
-    /// The monitor to run each service with [default: sturdy-hvt next to sturdy, else on PATH]
+    /// Also wait until every service with a health check is healthy (fails if one crashes)
+    #[arg(long)]
+    pub wait: bool,
+
+    /// How long --wait waits
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+
+    /// Run it under this name instead of the file's `name`
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The monitor, if the daemon has to be started [default: sturdy-hvt next to sturdy, else
+    /// on PATH]
     #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub hvt: Option<PathBuf>,
 
     /// Never colour the output (it is coloured only on a terminal anyway)
     #[arg(long)]
     pub no_color: bool,
+
+    /// With -d: print the application (as `sturdy ps --json` does) on stdout, progress on
+    /// stderr
+    #[arg(long, requires = "detach")]
+    pub json: bool,
 }
 
-/// Runs the application until SIGINT or SIGTERM, then stops it.
-pub fn run(args: &Args) -> Result<(), CliError> {
-    let plan = super::load(&args.path)?;
-    let hvt = locate_hvt(args.hvt.as_deref())?;
-    check_kvm()?;
-    let state = state_dir(args.state_dir.as_deref(), std::env::var_os("STURDY_HOME"));
-    let app_dir = state.join("apps").join(&plan.name);
+/// A duration flag: `60s`, `500ms`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    sturdy_compose::units::duration(s)
+}
 
-    // Registered before starting, so a signal during the start stops the application as
-    // soon as it is started instead of killing this process and its monitors half-way.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("cannot handle signals")?;
+/// Runs `sturdy up`.
+pub fn run(args: &Args, state: &Path) -> Result<(), CliError> {
+    let mut plan = super::load_absolute(&args.path)?;
+    if let Some(name) = &args.name {
+        plan.name = name.clone();
     }
+    daemon::check_kvm()?;
+    let client = daemon::connect(state, args.hvt.as_deref())?;
+    let name = plan.name.clone();
 
-    let color = !args.no_color
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-
-    let progress = Progress {
-        prefix: Prefixes::new(&plan, color),
-        ips: plan
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.ipv4.to_string()))
-            .collect(),
-    };
-
-    // The application starts on its own thread so that this one prints its progress as it
-    // comes, in order.
-    let (tx, events) = mpsc::channel();
-    let options = Options {
-        events: Some(tx),
-        ..Default::default()
-    };
-    let starting = {
-        let (plan, app_dir) = (plan.clone(), app_dir.clone());
-        std::thread::spawn(move || App::start_with(&plan, &hvt, &app_dir, options))
-    };
-    loop {
-        match events.recv_timeout(POLL) {
-            // Not `?`: the application must be joined (and so stopped) first; a closed stdout
-            // is reported by the log loop.
-            Ok(event) => {
-                let _ = progress.print(&event);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) if !starting.is_finished() => {}
-            Err(_) => break,
+    // Registered before starting, so a signal during the start stops the application
+    // instead of leaving it half-started.
+    let stop = Arc::new(AtomicBool::new(false));
+    if !args.detach {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone()).context("cannot handle signals")?;
         }
     }
-    let started = starting
-        .join()
-        .map_err(|_| anyhow!("the start of {} panicked", plan.name))?;
-    let mut app = started.map_err(|e| anyhow!("cannot start {}: {e}", plan.name))?;
-    // Events sent before the start returned.
-    for event in events.try_iter() {
-        progress.print(&event)?;
-    }
-    let result = attached(&plan, &app, &progress, &events, &stop);
-    if stop.load(Ordering::SeqCst) {
-        eprintln!("sturdy: stopping {}", plan.name);
-    }
-    app.stop();
-    result
-}
+    let color = super::use_color(args.no_color);
+    let prefixes = Prefixes::new(plan.services.iter().map(|s| s.name.as_str()), color);
+    let mut progress = Progress::new(prefixes, args.json);
 
-/// Progress lines: a service started, restarted, healthy.
-struct Progress {
-    prefix: Prefixes,
-    ips: HashMap<String, String>,
-}
-
-impl Progress {
-    fn print(&self, event: &Event) -> std::io::Result<()> {
-        let line = match event {
-            Event::Started {
-                service,
-                instance: 1,
-                ..
-            } => {
-                let ip = self.ips.get(service).map(String::as_str).unwrap_or("?");
-                format!("{} started ({ip})", self.prefix.get(service))
+    let info: AppInfo = client
+        .post("/v1/apps", &UpRequest { plan })
+        .map_err(|e| anyhow!(e))?;
+    let wait_healthy = args.wait;
+    let info = match follow_start(&client, info, &mut progress, wait_healthy, args, &stop) {
+        Ok(info) => info,
+        Err(e) => {
+            if stop.load(Ordering::SeqCst) {
+                return down(&client, &name);
             }
-            Event::Started {
-                service,
-                instance,
-                pid,
-            } => format!(
-                "{} restarted (instance {instance}, pid {pid})",
-                self.prefix.get(service)
-            ),
-            Event::Healthy { service } => format!("{} healthy", self.prefix.get(service)),
-        };
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")?;
-        out.flush()
+            return Err(e);
+        }
+    };
+    if stop.load(Ordering::SeqCst) {
+        return down(&client, &name);
+    }
+    for p in &info.published {
+        let service = p.endpoint.split('.').next().unwrap_or(&p.endpoint);
+        progress.line(&format!(
+            "{} published on {}",
+            progress.prefixes.get(service),
+            p.addr
+        ))?;
+    }
+    if args.detach {
+        if args.json {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&info).expect("json")
+            )?;
+        } else {
+            progress.line(&format!(
+                "{name} is up: `sturdy ps` shows it, `sturdy logs -f` follows it, `sturdy down` \
+                 stops it"
+            ))?;
+        }
+        return Ok(());
+    }
+    attached(&client, &info, &mut progress, &stop)
+}
+
+/// Polls the application until every service is started (and healthy with `--wait`),
+/// printing each change; fails if the start fails or, with `--wait`, a service dies or the
+/// wait times out.
+fn follow_start(
+    client: &Client,
+    mut info: AppInfo,
+    progress: &mut Progress,
+    wait_healthy: bool,
+    args: &Args,
+    stop: &AtomicBool,
+) -> Result<AppInfo, CliError> {
+    let deadline = Instant::now() + args.wait_timeout;
+    let path = format!("/v1/apps/{}", encode(&info.name));
+    loop {
+        progress.changes(&info)?;
+        if let Some(error) = &info.error {
+            return Err(anyhow!(
+                "{} did not start: {error}\n(its services stay as they are: `sturdy logs` \
+                 shows why, `sturdy down` stops them)",
+                info.name
+            )
+            .into());
+        }
+        if info.status == "running" {
+            if !wait_healthy {
+                return Ok(info);
+            }
+            if let Some(dead) = info.services.iter().find(|s| is_dead(s)) {
+                return Err(anyhow!(
+                    "{} is {}: `sturdy logs {}` shows why",
+                    dead.name,
+                    dead.state,
+                    dead.name
+                )
+                .into());
+            }
+            if info.services.iter().all(|s| s.state != "starting") {
+                return Ok(info);
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(info);
+        }
+        if wait_healthy && Instant::now() > deadline {
+            let late: Vec<String> = info
+                .services
+                .iter()
+                .filter(|s| s.state == "starting" || s.state == "created")
+                .map(|s| match &s.last_probe_error {
+                    Some(why) => format!("{} ({}; last probe: {why})", s.name, s.state),
+                    None => format!("{} ({})", s.name, s.state),
+                })
+                .collect();
+            return Err(anyhow!(
+                "not healthy after {:?}: {}",
+                args.wait_timeout,
+                late.join(", ")
+            )
+            .into());
+        }
+        std::thread::sleep(PROGRESS_POLL);
+        info = client.get(&path).map_err(|e| anyhow!(e))?;
     }
 }
 
-/// Prints where the application is published, then follows every console (and progress)
-/// until `stop`.
+fn is_dead(s: &ServiceInfo) -> bool {
+    s.state.starts_with("exited") || s.state == "crash-loop" || s.state == "stopped"
+}
+
+/// Follows every console and service state until a signal, then stops the application.
 fn attached(
-    plan: &Plan,
-    app: &App,
-    progress: &Progress,
-    events: &mpsc::Receiver<Event>,
+    client: &Client,
+    info: &AppInfo,
+    progress: &mut Progress,
     stop: &AtomicBool,
 ) -> Result<(), CliError> {
-    let prefix = &progress.prefix;
-    {
-        let mut out = std::io::stdout().lock();
-        for (endpoint, addr) in app.published() {
-            let service = endpoint.split('.').next().unwrap_or(endpoint);
-            writeln!(out, "{} published on {addr}", prefix.get(service))?;
-        }
-        out.flush()?;
-    }
-    let mut seen: Vec<u64> = vec![0; plan.services.len()];
-    while !stop.load(Ordering::SeqCst) {
-        for event in events.try_iter() {
-            progress.print(&event)?;
-        }
-        let mut out = std::io::stdout().lock();
-        for (s, seen) in plan.services.iter().zip(seen.iter_mut()) {
-            let Some((lines, count)) = app.logs_after(&s.name, *seen) else {
-                continue;
-            };
-            *seen = count;
-            for line in lines {
-                writeln!(out, "{} | {}", prefix.get(&s.name), console_text(&line))?;
+    let name = &info.name;
+    let app_path = format!("/v1/apps/{}", encode(name));
+    let logs = format!(
+        "{app_path}/logs?follow=true&since={}",
+        encode(&info.created_at)
+    );
+    let mut failure: Option<CliError> = None;
+    let mut last_poll = Instant::now();
+    let result = client.lines(&logs, ATTACHED_TICK, |line| {
+        if let Some(line) = line {
+            if let Err(e) = progress.console(line) {
+                failure = Some(e.into());
+                return false;
             }
         }
-        out.flush()?;
-        drop(out);
-        std::thread::sleep(POLL);
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        if last_poll.elapsed() >= ATTACHED_TICK {
+            last_poll = Instant::now();
+            match client.get::<AppInfo>(&app_path) {
+                Ok(info) => {
+                    if let Err(e) = progress.changes(&info) {
+                        failure = Some(e.into());
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(anyhow!(e).into());
+                    return false;
+                }
+            }
+        }
+        true
+    });
+    if stop.load(Ordering::SeqCst) {
+        return down(client, name);
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    match result {
+        Ok(()) => {
+            eprintln!("sturdy: {name} was stopped");
+            Ok(())
+        }
+        Err(ClientError::Api { status: 404, .. }) => {
+            eprintln!("sturdy: {name} was stopped");
+            Ok(())
+        }
+        Err(e) => Err(anyhow!("lost the daemon while following {name}: {e}").into()),
+    }
+}
+
+fn down(client: &Client, name: &str) -> Result<(), CliError> {
+    eprintln!("sturdy: stopping {name}");
+    let _: DownInfo = client
+        .delete(&format!("/v1/apps/{}", encode(name)))
+        .map_err(|e| anyhow!(e))?;
+    eprintln!("sturdy: {name} stopped");
     Ok(())
 }
 
-/// A console line without its timestamp and stream (`stdout`, `stderr`); the supervisor's
-/// own notes keep a `sturdy:` mark.
-fn console_text(line: &str) -> String {
-    let mut parts = line.splitn(3, ' ');
-    let (_time, stream, text) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
-    match stream {
-        Some("sturdy") => format!("sturdy: {text}"),
-        _ => text.to_string(),
-    }
+/// Prints what changed in an application since the last look, and console lines.
+struct Progress {
+    prefixes: Prefixes,
+    to_stderr: bool,
+    seen: HashMap<String, Seen>,
 }
 
-/// Each service's prefix: its name padded to the longest, coloured on a terminal.
-struct Prefixes(HashMap<String, String>);
-
-impl Prefixes {
-    fn new(plan: &Plan, color: bool) -> Prefixes {
-        const COLORS: [u8; 6] = [36, 33, 32, 35, 34, 31];
-        let width = plan
-            .services
-            .iter()
-            .map(|s| s.name.len())
-            .max()
-            .unwrap_or(0);
-        let map = plan
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let padded = format!("{:<width$}", s.name);
-                let prefix = if color {
-                    format!("\x1b[{}m{padded}\x1b[0m", COLORS[i % COLORS.len()])
-                } else {
-                    padded
-                };
-                (s.name.clone(), prefix)
-            })
-            .collect();
-        Prefixes(map)
-    }
-
-    fn get<'a>(&'a self, service: &'a str) -> &'a str {
-        self.0.get(service).map(String::as_str).unwrap_or(service)
-    }
+#[derive(Default, PartialEq, Eq)]
+struct Seen {
+    state: String,
+    instance: u64,
+    waiting_for: Option<String>,
 }
 
-/// `--state-dir`, else `$STURDY_HOME` (if set and not empty), else [`DEFAULT_STATE_DIR`].
-fn state_dir(flag: Option<&Path>, home: Option<std::ffi::OsString>) -> PathBuf {
-    match (flag, home) {
-        (Some(dir), _) => dir.to_path_buf(),
-        (None, Some(home)) if !home.is_empty() => PathBuf::from(home),
-        _ => PathBuf::from(DEFAULT_STATE_DIR),
-    }
-}
-
-/// The monitor: `--hvt`, else `sturdy-hvt` next to this executable, else on `PATH`.
-fn locate_hvt(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = flag {
-        if path.is_file() {
-            return Ok(path.to_path_buf());
+impl Progress {
+    fn new(prefixes: Prefixes, to_stderr: bool) -> Progress {
+        Progress {
+            prefixes,
+            to_stderr,
+            seen: HashMap::new(),
         }
-        return Err(anyhow!("--hvt {}: no such file", path.display()));
-    }
-    let exe = std::env::current_exe().ok();
-    let beside = exe
-        .as_deref()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("sturdy-hvt"));
-    find_hvt(beside.as_deref(), std::env::var_os("PATH")).ok_or_else(|| {
-        anyhow!(
-            "cannot find the monitor sturdy-hvt: not next to {} nor on PATH \
-             (build it with `cargo build -p sturdy-hvt`, or name it with --hvt)",
-            exe.as_deref()
-                .map_or("sturdy".into(), |e| e.display().to_string())
-        )
-    })
-}
-
-fn find_hvt(beside: Option<&Path>, path: Option<std::ffi::OsString>) -> Option<PathBuf> {
-    if let Some(b) = beside.filter(|b| b.is_file()) {
-        return Some(b.to_path_buf());
-    }
-    std::env::split_paths(&path?)
-        .map(|dir| dir.join("sturdy-hvt"))
-        .find(|p| p.is_file())
-}
-
-/// /dev/kvm exists and this process may use it.
-fn check_kvm() -> anyhow::Result<()> {
-    let kvm = Path::new("/dev/kvm");
-    match std::fs::OpenOptions::new().read(true).write(true).open(kvm) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow!(
-            "no /dev/kvm: services run in KVM virtual machines; enable KVM (a kvm_intel or \
-             kvm_amd module, or nested virtualisation) on this host"
-        )),
-        Err(e) => Err(anyhow!(
-            "cannot open /dev/kvm: {} (run as root, or join the group that owns it)",
-            io_reason(&e)
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_state_dir_is_the_flag_then_sturdy_home_then_the_default() {
-        let flag = Path::new("/a");
-        assert_eq!(state_dir(Some(flag), Some("/b".into())), flag);
-        assert_eq!(state_dir(None, Some("/b".into())), Path::new("/b"));
-        assert_eq!(
-            state_dir(None, Some("".into())),
-            Path::new(DEFAULT_STATE_DIR)
-        );
-        assert_eq!(state_dir(None, None), Path::new(DEFAULT_STATE_DIR));
     }
 
-    #[test]
-    fn the_monitor_is_found_beside_then_on_path() {
-        let dir = std::env::temp_dir().join(format!("sturdy-up-hvt-{}", std::process::id()));
-        let (a, b) = (dir.join("a"), dir.join("b"));
-        std::fs::create_dir_all(&a).unwrap();
-        std::fs::create_dir_all(&b).unwrap();
-        std::fs::write(b.join("sturdy-hvt"), "").unwrap();
-        let path = std::env::join_paths([&a, &b]).unwrap();
-        let beside = a.join("sturdy-hvt");
-        assert_eq!(
-            find_hvt(Some(&beside), Some(path.clone())),
-            Some(b.join("sturdy-hvt"))
-        );
-        std::fs::write(&beside, "").unwrap();
-        assert_eq!(
-            find_hvt(Some(&beside), Some(path.clone())),
-            Some(beside.clone())
-        );
-        assert_eq!(find_hvt(Some(&dir.join("none")), None), None);
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(locate_hvt(Some(&dir.join("none")))
-            .unwrap_err()
-            .to_string()
-            .contains("no such file"));
+    fn line(&self, text: &str) -> std::io::Result<()> {
+        if self.to_stderr {
+            eprintln!("{text}");
+            Ok(())
+        } else {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}")?;
+            out.flush()
+        }
     }
 
-    #[test]
-    fn console_lines_lose_their_time_and_stream() {
-        assert_eq!(
-            console_text("2026-11-27T04:45:22.123Z stdout kv: recovered 3 keys"),
-            "kv: recovered 3 keys"
-        );
-        assert_eq!(
-            console_text("2026-11-27T04:45:22.123Z sturdy exited with status 1"),
-            "sturdy: exited with status 1"
-        );
+    fn console(&self, line: &str) -> std::io::Result<()> {
+        let Ok(l) = serde_json::from_str::<LogLine>(line) else {
+            return Ok(());
+        };
+        let text = if l.stream == "sturdy" {
+            format!("sturdy: {}", l.text)
+        } else {
+            l.text
+        };
+        self.line(&format!("{} | {text}", self.prefixes.get(&l.service)))
+    }
+
+    /// Prints the changes since the last look: first those of services that were already
+    /// running (a dependency turning healthy comes before the start it allowed), then starts
+    /// and restarts.
+    fn changes(&mut self, info: &AppInfo) -> std::io::Result<()> {
+        for starts in [false, true] {
+            for s in &info.services {
+                let old = self
+                    .seen
+                    .get(&s.name)
+                    .map_or((0, ""), |o| (o.instance, o.state.as_str()));
+                if (s.instance > old.0) != starts {
+                    continue;
+                }
+                let prefix = self.prefixes.get(&s.name).to_string();
+                let pid = s.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+                if starts && s.instance == 1 {
+                    self.line(&format!("{prefix} started ({}{pid})", s.address))?;
+                } else if starts {
+                    self.line(&format!(
+                        "{prefix} restarted (instance {}{pid})",
+                        s.instance
+                    ))?;
+                }
+                if s.state != old.1 {
+                    match s.state.as_str() {
+                        "created" | "starting" | "running" => {}
+                        "unhealthy" => self.line(&format!(
+                            "{prefix} unhealthy: {}",
+                            s.last_probe_error.as_deref().unwrap_or("probe failed")
+                        ))?,
+                        other => self.line(&format!("{prefix} {other}"))?,
+                    }
+                }
+            }
+        }
+        for s in &info.services {
+            let old = self.seen.remove(&s.name).unwrap_or_default();
+            if s.state == "created" && s.waiting_for != old.waiting_for {
+                if let Some(w) = &s.waiting_for {
+                    self.line(&format!("{} waiting for {w}", self.prefixes.get(&s.name)))?;
+                }
+            }
+            self.seen.insert(
+                s.name.clone(),
+                Seen {
+                    state: s.state.clone(),
+                    instance: s.instance,
+                    waiting_for: s.waiting_for.clone(),
+                },
+            );
+        }
+        Ok(())
     }
 }

@@ -97,6 +97,14 @@ pub fn needed_len(head: &[u8]) -> Option<u64> {
         })
 }
 
+/// The manifest of the unikernel `elf` (its ELF header, ABI note and MFT1 note checked): what
+/// devices it declares, for a supervisor deciding what to attach before it runs the monitor.
+pub fn manifest(elf: &[u8]) -> Result<Manifest, LoadError> {
+    let elf = Elf::parse(elf)?;
+    notes::check_abi1(&elf)?;
+    Ok(Manifest::parse(notes::find_mft1(&elf)?)?)
+}
+
 /// Validates `elf` for a guest of `mem_size` bytes and returns what to load where.
 pub fn parse(elf: &[u8], mem_size: u64) -> Result<LoadPlan, LoadError> {
     let elf = Elf::parse(elf)?;
@@ -267,6 +275,17 @@ mod tests {
             _ => put_u64(&mut f, phdr_off(i) + off, v),
         }
         f
+    }
+
+    #[test]
+    fn manifest_alone_lists_the_declared_devices() {
+        let file = Image::hvt()
+            .with_devices(&[("service", 1), ("storage", 2)])
+            .build();
+        let m = manifest(&file).unwrap();
+        let names: Vec<&str> = m.devices().iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["service", "storage"]);
+        assert!(manifest(&file[..40]).is_err());
     }
 
     #[test]

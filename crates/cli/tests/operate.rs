@@ -1,0 +1,347 @@
+//! Operating applications through the CLI with real unikernels: a crashing service restarted
+//! with backoff then stopped as a crash loop; the daemon killed with SIGKILL and the
+//! application back exactly once; two applications with the same service names isolated;
+//! `run`; `logs -f`, `stop`, `start`, `stats`, `inspect`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn a_crashing_service_is_restarted_with_backoff_then_reported_as_a_crash_loop() {
+    preconditions();
+    let home = Home::new("crash");
+    // hostile with no attack prints its usage and exits 1.
+    let yaml = format!(
+        "name: crashy\n\
+         services:\n  \
+           bad:\n    \
+             image: {}\n    \
+             volumes: [\"scratch:storage\"]\n    \
+             restart: on-failure\n  \
+           echo:\n    \
+             image: {}\n    \
+             provides: {{ echo: 7/tcp }}\n\
+         volumes:\n  \
+           scratch: {{ size: 1M }}\n",
+        guests::path("hostile").display(),
+        guests::path("tcpecho").display(),
+    );
+    let dir = home.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
+    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+
+    // Seen while it happens: restarting between instances, the restart count growing.
+    let mut states = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let bad = home.service("crashy", "bad");
+        let state = bad["state"].as_str().unwrap().to_string();
+        if states.last() != Some(&state) {
+            states.push(state.clone());
+        }
+        if state == "crash-loop" {
+            assert_eq!(bad["restarts"], 5, "{bad}");
+            assert_eq!(bad["last_exit"], 1, "{bad}");
+            assert!(bad["pid"].is_null());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no crash loop: {states:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(states.iter().any(|s| s == "restarting"), "{states:?}");
+    // The other service was never disturbed.
+    let echo = home.service("crashy", "echo");
+    assert_eq!(
+        (echo["state"].as_str(), echo["instance"].as_u64()),
+        (Some("running"), Some(1))
+    );
+
+    let logs = home.ok(&["logs", "bad", "-p", "crashy"]);
+    for expected in [
+        "bad  | sturdy: exited with status 1; restarting in 100ms",
+        "bad  | sturdy: exited with status 1; restarting in 200ms",
+        "bad  | sturdy: exited with status 1; restarting in 1.6s",
+        "bad  | sturdy: exited with status 1; crash loop after 5 restarts: no longer restarted",
+    ] {
+        assert!(logs.contains(expected), "no {expected:?} in:\n{logs}");
+    }
+    let ps = home.ok(&["ps"]);
+    assert!(ps.contains("crash-loop"), "{ps}");
+    // `start` gives it another chance (its history forgotten).
+    home.ok(&["start", "bad", "-p", "crashy"]);
+    let bad = home.service("crashy", "bad");
+    assert!(bad["instance"].as_u64().unwrap() >= 7, "{bad}");
+    home.ok(&["down", "-p", "crashy"]);
+}
+
+#[test]
+fn after_the_daemon_is_killed_the_next_command_brings_the_app_back_once() {
+    preconditions();
+    let home = Home::new("killed");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "killed", port);
+    home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
+    let posted = http(
+        port,
+        "POST",
+        "/entries",
+        "name=ada&message=survives-sigkill",
+    );
+    assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
+    let daemon = home.daemon_pid().unwrap();
+    let monitors = monitors_of(daemon);
+    assert_eq!(monitors.len(), 2);
+
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &daemon.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(Duration::from_secs(5), "the daemon to die", || {
+        !alive(daemon)
+    });
+
+    // Any command: it starts a daemon, which starts the application again.
+    let ps = home.ok(&["ps"]);
+    assert!(ps.contains("killed"), "{ps}");
+    let again = home.daemon_pid().expect("a new daemon");
+    assert_ne!(again, daemon);
+    home.wait_state("killed", "db", "healthy", Duration::from_secs(20));
+    home.wait_state("killed", "web", "healthy", Duration::from_secs(20));
+    for pid in &monitors {
+        assert!(!alive(*pid), "old monitor {pid} still runs");
+    }
+    let now = monitors_of(again);
+    assert_eq!(now.len(), 2, "{now:?}");
+    // No duplicate anywhere: the only monitor using this volume is the new db.
+    let volume = home.dir.join("apps/killed/volumes/data.img");
+    let users: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*volume.to_string_lossy()))
+        })
+        .collect();
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert!(now.contains(&users[0]));
+    wait_for(
+        Duration::from_secs(10),
+        "the entry after the restart",
+        || http(port, "GET", "/entries", "").contains("survives-sigkill"),
+    );
+    home.ok(&["down", "-p", "killed", "--volumes"]);
+}
+
+#[test]
+fn two_applications_with_the_same_service_names_do_not_see_each_other() {
+    preconditions();
+    let home = Home::new("two");
+    let (left_port, right_port) = (free_port(), free_port());
+    let left = guestbook_in(&home.dir.join("left"), "left", left_port);
+    let right = guestbook_in(&home.dir.join("right"), "right", right_port);
+    home.ok(&["up", "-d", "--wait", left.to_str().unwrap()]);
+    home.ok(&["up", "-d", "--wait", right.to_str().unwrap()]);
+
+    let apps = home.json(&["ps"]);
+    let names: Vec<(&str, &str, &str)> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| {
+            a["services"].as_array().unwrap().iter().map(move |s| {
+                (
+                    a["name"].as_str().unwrap(),
+                    s["name"].as_str().unwrap(),
+                    s["address"].as_str().unwrap(),
+                )
+            })
+        })
+        .collect();
+    // The same names and the same addresses, on two fabrics.
+    assert_eq!(
+        names,
+        [
+            ("left", "web", "10.77.0.2"),
+            ("left", "db", "10.77.0.3"),
+            ("right", "web", "10.77.0.2"),
+            ("right", "db", "10.77.0.3"),
+        ]
+    );
+    let right_db_before = home.json(&["stats", "-p", "right"])[1]["rx_frames"]
+        .as_u64()
+        .unwrap();
+    for i in 0..5 {
+        let posted = http(
+            left_port,
+            "POST",
+            "/entries",
+            &format!("name=l&message=left-{i}"),
+        );
+        assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
+    }
+    assert!(http(left_port, "GET", "/entries", "").contains("left-4"));
+    let right_entries = http(right_port, "GET", "/entries", "");
+    assert!(right_entries.contains("\"entries\":[]"), "{right_entries}");
+    // right's db saw none of left's traffic (only its own health probes: a few frames).
+    let right_db_after = home.json(&["stats", "-p", "right"])[1]["rx_frames"]
+        .as_u64()
+        .unwrap();
+    let left_db = home.json(&["stats", "-p", "left"])[1]["rx_frames"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        right_db_after - right_db_before < left_db / 2,
+        "right db {right_db_before} -> {right_db_after}, left db {left_db}"
+    );
+    // Stopping one leaves the other serving.
+    home.ok(&["down", "-p", "left", "--volumes"]);
+    assert!(http(right_port, "GET", "/health", "").starts_with("HTTP/1.1 200"));
+    home.ok(&["down", "-p", "right", "--volumes"]);
+}
+
+#[test]
+fn run_prints_the_console_and_passes_on_the_exit_status() {
+    preconditions();
+    let home = Home::new("run");
+    let hello = guests::path("hello-world");
+    let out = home.run(&["run", hello.to_str().unwrap(), "Hi", "from", "run"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.lines().any(|l| l == "Hi from run"), "{stdout}");
+
+    let panic = guests::path("panic");
+    let out = home.run(&["run", panic.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("panic: intentional panic"), "{stdout}");
+
+    let out = home.run(&["run", "/nonexistent/unikernel"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "sturdy: /nonexistent/unikernel: no such unikernel image\n"
+    );
+    // Each run removed its application.
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]));
+}
+
+#[test]
+fn logs_follow_stop_start_stats_and_inspect() {
+    preconditions();
+    let home = Home::new("operate");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "ops", port);
+    home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
+
+    // logs -f: lines as they come.
+    let mut follow = home
+        .cmd(&["logs", "-f", "db", "-p", "ops"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_line = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.iter().any(|l: &String| l.contains(what)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("no {what:?}; followed:\n{}", seen.join("\n")),
+            }
+        }
+    };
+    wait_line("db  | kv: recovered");
+    home.ok(&["restart", "db", "-p", "ops"]);
+    wait_line("db  | sturdy: restarted on request");
+    wait_line("db  | sturdy: started instance 2");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // stop / start web: stopped stays stopped, connections fail; started serves again.
+    home.wait_state("ops", "db", "healthy", Duration::from_secs(20));
+    assert_eq!(home.ok(&["stop", "web", "-p", "ops"]), "web stopped\n");
+    let web = home.service("ops", "web");
+    assert_eq!(web["state"], "stopped");
+    assert!(web["pid"].is_null());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        home.service("ops", "web")["state"],
+        "stopped",
+        "restarted by policy"
+    );
+    assert!(!http(port, "GET", "/health", "").contains("200 OK"));
+    let out = home.ok(&["start", "web", "-p", "ops"]);
+    assert!(out.starts_with("web started (pid "), "{out}");
+    home.wait_state("ops", "web", "healthy", Duration::from_secs(20));
+    assert!(http(port, "GET", "/health", "").starts_with("HTTP/1.1 200"));
+
+    // stats: memory and traffic per service.
+    let stats = home.json(&["stats", "-p", "ops"]);
+    let rows = stats.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{stats}");
+    for r in rows {
+        assert!(r["rss_bytes"].as_u64().unwrap() > 1 << 20, "{r}");
+        assert!(r["rx_frames"].as_u64().unwrap() > 0, "{r}");
+        // No frame refused by policy; frames for web while it was stopped found no port.
+        for (reason, _) in r["drops_by_reason"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d[0].as_str().unwrap(), d[1].as_u64().unwrap()))
+        {
+            assert_eq!(reason, "tx_full", "{r}");
+        }
+    }
+    let table = home.ok(&["stats"]);
+    assert!(table.starts_with("APPLICATION  SERVICE  CPU"), "{table}");
+
+    // inspect: what web may reach and who may reach it.
+    let web = home.json(&["inspect", "web", "-p", "ops"]);
+    assert_eq!(
+        web["capabilities"],
+        serde_json::json!(["db.kv -> 10.77.0.3:6379/tcp"])
+    );
+    assert_eq!(web["plan"]["ipv4"], "10.77.0.2");
+    let db = home.ok(&["inspect", "db", "-p", "ops"]);
+    assert!(db.contains("reachable from  web -> kv"), "{db}");
+    assert!(
+        db.contains("volumes         data as storage (64 MiB)"),
+        "{db}"
+    );
+    let out = home.run(&["inspect", "nope", "-p", "ops"]);
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "sturdy: ops has no service \"nope\" (it has: web, db)\n"
+    );
+
+    // logs --since and --tail.
+    let all = home.ok(&["logs", "-p", "ops"]);
+    assert!(all.lines().count() >= 6, "{all}");
+    let last = home.ok(&["logs", "db", "--tail", "1", "-p", "ops"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    let future = home.ok(&["logs", "--since", "2999-01-01T00:00:00Z", "-p", "ops"]);
+    assert_eq!(future, "");
+    let recent = home.ok(&["logs", "--since", "10m", "-p", "ops", "-t"]);
+    assert_eq!(recent.lines().count(), all.lines().count(), "{recent}");
+    home.ok(&["down", "-p", "ops", "--volumes"]);
+}
