@@ -1,6 +1,8 @@
-//! Health probes from the host through the fabric: the supervisor publishes each health-checked
-//! guest port on an ephemeral 127.0.0.1 port of its own, so a probe is a host connection the
-//! gateway forwards to the guest like any other.
+//! HTTP health probes from the host through the fabric: the supervisor publishes each
+//! HTTP-checked guest port on an ephemeral 127.0.0.1 port of its own, so a probe is a host
+//! connection the gateway forwards to the guest like any other. TCP checks do not come here:
+//! the gateway makes them itself (`GatewayHandle::probe_tcp`), which answers exactly (the
+//! guest's SYN-ACK or reset) where a host connection is accepted by the gateway first.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

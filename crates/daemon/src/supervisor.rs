@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use sturdy_compose::{Condition, Plan, ServicePlan};
+use sturdy_compose::{Condition, Plan, Probe, ServicePlan};
 use sturdy_fabric::port::{self, FabricHandle, Port};
 use sturdy_fabric::{gateway, Fabric, GatewayHandle, PortId};
 
@@ -212,6 +212,8 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     fabric: Mutex<Option<FabricHandle>>,
+    /// Shared with the probe threads (a probe waits for its answer without a lock).
+    gateway: Mutex<Option<Arc<GatewayHandle>>>,
     hvt: PathBuf,
     stop: AtomicBool,
     events: Option<Sender<Event>>,
@@ -308,7 +310,6 @@ impl Shared {
 pub struct App {
     name: String,
     shared: Arc<Shared>,
-    gateway: Mutex<Option<GatewayHandle>>,
     published: Vec<(String, SocketAddr)>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -387,7 +388,9 @@ impl App {
                 publications.push(index(&fabric_plan, host, &s.name, &p.endpoint));
             }
         }
-        // The supervisor's own publications, for health probes, after the application's.
+        // Health probes: a tcp one is made by the gateway itself (an exact answer: the guest's
+        // SYN-ACK or reset); an http one is a host connection through a port published for
+        // the supervisor alone, after the application's.
         let mut probed = Vec::new();
         for s in &plan.services {
             let Some(hc) = &s.healthcheck else { continue };
@@ -402,13 +405,20 @@ impl App {
                     ))
                 })?;
             let target = format!("{}.{}", s.name, endpoint.name);
+            if hc.probe == Probe::Tcp {
+                fabric_plan
+                    .probe(&target)
+                    .map_err(|e| Error::Config(format!("probe {target}: {e}")))?;
+                probed.push((s.name.clone(), None));
+                continue;
+            }
             let host = SocketAddr::from(([127, 0, 0, 1], 0));
             fabric_plan
                 .publish(host, &target)
                 .map_err(|e| Error::Config(format!("publish {target} for probes: {e}")))?;
             probed.push((
                 s.name.clone(),
-                index(&fabric_plan, host, &s.name, &endpoint.name),
+                Some(index(&fabric_plan, host, &s.name, &endpoint.name)),
             ));
         }
 
@@ -457,7 +467,7 @@ impl App {
             let probe_addr = probed
                 .iter()
                 .find(|(n, _)| *n == s.name)
-                .map(|&(_, i)| all[i].1);
+                .and_then(|&(_, i)| i.map(|i| all[i].1));
             services.push(Service {
                 plan: s.clone(),
                 networked,
@@ -502,6 +512,7 @@ impl App {
                 start_error: None,
             }),
             fabric: Mutex::new(Some(fabric)),
+            gateway: Mutex::new(Some(Arc::new(gw))),
             hvt: hvt.to_path_buf(),
             stop: AtomicBool::new(false),
             events: options.events.clone(),
@@ -519,7 +530,6 @@ impl App {
         Ok(App {
             name: plan.name.clone(),
             shared,
-            gateway: Mutex::new(Some(gw)),
             published,
             threads: Mutex::new(threads),
         })
@@ -714,8 +724,12 @@ impl App {
             self.shared.kill(s);
         }
         self.shared.lock().services = services;
-        if let Some(gw) = self.gateway.lock().expect("gateway").take() {
-            gw.stop();
+        // The probe threads are joined: this is the last reference, and dropping it stops
+        // the gateway.
+        if let Some(gw) = self.shared.gateway.lock().expect("gateway").take() {
+            if let Ok(gw) = Arc::try_unwrap(gw) {
+                gw.stop();
+            }
         }
         if let Some(fabric) = self.shared.fabric.lock().expect("fabric").take() {
             let _ = fabric.stop();
@@ -940,10 +954,10 @@ fn check_health(shared: &Shared, name: &str) {
     let (hc, addr) = {
         let inner = shared.lock();
         let s = inner.services.iter().find(|s| s.plan.name == name).unwrap();
-        (
-            s.plan.healthcheck.clone().expect("checked"),
-            s.probe_addr.expect("published"),
-        )
+        (s.plan.healthcheck.clone().expect("checked"), s.probe_addr)
+    };
+    let Some(gateway) = shared.gateway.lock().expect("gateway").clone() else {
+        return;
     };
     let mut next = Instant::now();
     let mut start_probe = START_PROBE;
@@ -969,7 +983,10 @@ fn check_health(shared: &Shared, name: &str) {
             probed_generation = generation;
             start_probe = START_PROBE;
         }
-        let result = crate::health::probe(addr, &hc.probe, hc.timeout);
+        let result = match addr {
+            Some(addr) => crate::health::probe(addr, &hc.probe, hc.timeout),
+            None => gateway.probe_tcp(name, hc.port, hc.timeout),
+        };
         let mut inner = shared.lock();
         let s = inner
             .services

@@ -3,23 +3,31 @@
 //! The gateway is a port of the fabric ([`PortId::GATEWAY`]) with the plan's gateway address
 //! and MAC, behind which runs a TCP/IP stack (smoltcp, the one the guests run). Its frames go
 //! through the switch like any service's: the policy gives it a capability to each published
-//! endpoint and nothing else, and makes it the provider of each egress capability.
+//! or probed endpoint and nothing else, and makes it the provider of each egress capability.
 //!
-//! - Ingress: for each [`Published`](crate::Published) endpoint the gateway listens on the host
-//!   address; each host connection it accepts becomes a TCP connection from the gateway's
-//!   address to the guest's endpoint, and bytes are copied both ways. The guest sees the
-//!   gateway as its peer.
-//! - Egress: for each egress capability the gateway's stack listens on the outside
+//! - Ingress: for each [`Published`] endpoint the gateway listens on the host address; each
+//!   host connection it accepts becomes a TCP connection from the gateway's address to the
+//!   guest's endpoint, and bytes are copied both ways. The guest sees the gateway as its peer.
+//! - Egress, TCP: for each TCP egress capability the gateway's stack listens on the outside
 //!   address:port (it accepts any destination address, smoltcp's "any IP"); a guest connection
 //!   it accepts is matched with a host connection to the real address.
+//! - Egress, UDP: for each UDP egress capability the gateway's stack binds the outside
+//!   address:port; each guest source (address, port) gets a host UDP socket connected to the
+//!   real address, whose datagrams go back to the guest from the outside address.
+//! - Probes ([`GatewayHandle::probe_tcp`]): the supervisor's health checks open a TCP
+//!   connection from the gateway to a published or probed ([`Plan::probe`]) endpoint, and
+//!   reset it as soon as the guest completed the handshake.
 //!
 //! Close and reset cross over: a FIN from one side is a FIN (shutdown) to the other once the
 //! data before it is delivered, a reset is a reset (a host socket is closed with a zero linger).
-//! The gateway runs on its own thread, with its host sockets and its port's socket in one epoll.
+//! The gateway runs on its own thread, with its host sockets and its port's socket in one epoll;
+//! other threads reach it through a command channel and an eventfd that wakes it at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{
+    IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -28,35 +36,58 @@ use std::time::{Duration, Instant};
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
-use smoltcp::socket::tcp;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
-use crate::plan::{Plan, PortId, Proto};
+use crate::plan::{Gateway, Plan, PlanError, PortId, Proto, Published, Subnet};
 use crate::port::sys::{self, Epoll, EventFd};
 use crate::port::{FabricHandle, Port, RunError, RECV_BUFFER};
+use crate::wire::{ethernet, EtherType, EthernetFrame, Ipv4Packet, Mac};
 
 /// Socket buffers of each gateway connection, each way.
 const BUFFER: usize = 64 * 1024;
+/// Socket buffers of a probe, each way (it sends and receives no data).
+const PROBE_BUFFER: usize = 1024;
+/// Probes in flight at most (each holds a socket and a local port).
+const MAX_PROBES: usize = 1024;
 /// Listening sockets kept ready per egress capability (SYNs that find none are reset).
 const SPARE_LISTENERS: usize = 16;
 /// Frames read from the port per round.
 const BATCH: usize = 32;
-/// The gateway's local ports for ingress connections.
+/// The gateway's local ports for ingress connections and probes.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// How long an egress host connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// UDP egress flows (each a host socket) at most; datagrams of more flows are dropped.
+const MAX_UDP_FLOWS: usize = 1024;
+/// A UDP flow without a reply is forgotten after this long idle, one with replies after
+/// [`UDP_IDLE_REPLIED`]: the fabric's connection tracking forgets them then too
+/// ([`Timeouts`](crate::Timeouts)), after which a reply could not reach the guest anyway.
+const UDP_IDLE: Duration = Duration::from_secs(30);
+const UDP_IDLE_REPLIED: Duration = Duration::from_secs(120);
+/// Datagrams (and bytes) queued in the stack per UDP egress capability, each way.
+const UDP_PACKETS: usize = 256;
+const UDP_BUFFER: usize = 256 * 1024;
+/// The largest UDP payload that fits a guest's 1500-byte MTU unfragmented (the fabric drops
+/// fragments).
+const UDP_MAX_PAYLOAD: usize = 1500 - 20 - 8;
+/// How often idle UDP flows are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 const PORT: u64 = 0;
 const WAKE: u64 = 1;
+/// Host listeners' tokens start here.
 const LISTENER: u64 = 2;
-/// Connection tokens start here.
+/// TCP connection tokens start here.
 const CONN: u64 = 1 << 32;
+/// UDP flow tokens start here.
+const UDP_FLOW: u64 = 1 << 48;
 
 /// The gateway's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GatewayStats {
-    /// Connections open now (a host socket and a guest-side socket, or one waiting for the
-    /// other).
+    /// TCP connections open now (a host socket and a guest-side socket, or one waiting for the
+    /// other), and probes not yet finished (their socket not yet gone).
     pub connections: usize,
     /// Host connections accepted on published ports.
     pub ingress_opened: u64,
@@ -66,32 +97,66 @@ pub struct GatewayStats {
     pub egress_failed: u64,
     /// Connections closed cleanly (FIN both ways).
     pub closed: u64,
-    /// Resets sent to a host peer (the guest reset or refused).
+    /// Resets sent to a host peer (the guest reset or refused, or a publication or egress
+    /// capability was removed).
     pub resets_to_host: u64,
-    /// Resets sent to a guest (the host peer reset).
+    /// Resets sent to a guest (the host peer reset, or a publication or egress capability was
+    /// removed).
     pub resets_to_guest: u64,
-    /// Frames the fabric's port did not take.
+    /// Frames the fabric's port did not take (or for an address that is no service's).
     pub tx_dropped: u64,
+    /// Probes sent (those the plan allowed).
+    pub probes: u64,
+    /// Probes the guest answered (completed the handshake).
+    pub probes_ok: u64,
+    /// UDP egress flows open now (a host socket each).
+    pub udp_flows: usize,
+    /// UDP datagrams sent from guests to the outside.
+    pub udp_out: u64,
+    /// UDP datagrams from the outside delivered to guests.
+    pub udp_in: u64,
+    /// UDP datagrams dropped either way (too many flows, a full buffer, too large).
+    pub udp_dropped: u64,
+}
+
+/// What [`GatewayHandle::apply`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayReport {
+    /// Publications now listening (`service.endpoint`, host address).
+    pub listening: Vec<(String, SocketAddr)>,
+    /// Publications that stopped listening.
+    pub stopped: Vec<(String, SocketAddr)>,
+    /// Connections reset (both ways) because their publication or egress capability went away,
+    /// and UDP flows forgotten for the same reason.
+    pub closed: usize,
 }
 
 /// The running gateway; dropping it stops it (its port is then detached by the fabric).
+///
+/// It may be shared between threads (`&self` methods): probes and [`apply`](Self::apply) are
+/// commands to the gateway's thread, which wakes at once.
 pub struct GatewayHandle {
     stop: Arc<AtomicBool>,
     wake: Arc<EventFd>,
     stats: Arc<Mutex<GatewayStats>>,
-    published: Vec<(String, SocketAddr)>,
+    commands: mpsc::Sender<Command>,
+    /// The publications in force and the host address each listens on. Held through an
+    /// [`apply`](Self::apply), so that applies are serialized.
+    published: Mutex<Vec<(Published, SocketAddr)>>,
+    /// The gateway's address: a plan that changes it needs a new gateway.
+    gateway: (Subnet, Gateway),
     thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for GatewayHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.debug_struct("GatewayHandle")
-            .field("published", &self.published)
+            .field("published", &self.published())
             .finish_non_exhaustive()
     }
 }
 
-/// Why the gateway did not start.
+/// Why the gateway did not start, or a plan was not applied to it.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// A published host address could not be listened on.
@@ -104,32 +169,164 @@ pub enum GatewayError {
         /// Why.
         source: io::Error,
     },
+    /// The plan does not validate.
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    /// The plan moves the gateway (another subnet, address or MAC): start a new gateway.
+    #[error("the plan changes the gateway's address; a running gateway cannot follow")]
+    Readdressed,
     /// The fabric refused the gateway's port.
     #[error("{0}")]
     Attach(#[from] RunError),
+    /// The gateway's thread has stopped.
+    #[error("the gateway has stopped")]
+    Stopped,
     /// A socket, epoll or thread could not be made.
     #[error("{0}")]
     Io(#[from] io::Error),
 }
 
+/// What a handle asks of the gateway's thread.
+enum Command {
+    Probe(ProbeRequest),
+    Apply(Box<Reconfig>, mpsc::SyncSender<usize>),
+}
+
+struct ProbeRequest {
+    service: String,
+    port: u16,
+    timeout: Duration,
+    reply: mpsc::SyncSender<Result<(), String>>,
+}
+
+/// A plan to follow, and the host listeners of its new publications (bound by the caller, so
+/// that a bind error is the caller's and changes nothing).
+struct Reconfig {
+    plan: Plan,
+    listeners: Vec<(Published, TcpListener)>,
+}
+
+const STOPPED: &str = "the gateway has stopped";
+
 impl GatewayHandle {
     /// The host address each published endpoint (`service.endpoint`) listens on (the actual
-    /// port when the plan asked for port 0).
-    pub fn published(&self) -> &[(String, SocketAddr)] {
-        &self.published
+    /// port when the plan asked for port 0), in the plan's order.
+    pub fn published(&self) -> Vec<(String, SocketAddr)> {
+        self.published
+            .lock()
+            .expect("gateway publications")
+            .iter()
+            .map(|(p, addr)| (endpoint_name(p), *addr))
+            .collect()
     }
 
-    /// The host address `service.endpoint` is published on.
+    /// The host address `service.endpoint` is published on (the first, if on several).
     pub fn addr_of(&self, endpoint: &str) -> Option<SocketAddr> {
         self.published
+            .lock()
+            .expect("gateway publications")
             .iter()
-            .find(|(e, _)| e == endpoint)
+            .find(|(p, _)| endpoint_name(p) == endpoint)
             .map(|(_, a)| *a)
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> GatewayStats {
         *self.stats.lock().expect("gateway stats")
+    }
+
+    /// Probes `service`'s TCP port `port` from inside the fabric: the gateway opens a TCP
+    /// connection from its own address to the service's, and answers `Ok` as soon as the
+    /// guest completed the handshake (it then resets the connection, so that neither the
+    /// gateway, the fabric's connection tracking nor the guest keeps anything of it).
+    ///
+    /// Errors: `"connection refused"` (the guest reset: nothing listens there), `"timed out
+    /// after T"` (no answer within `timeout`: the guest is not running, not listening yet, or
+    /// too busy), `"unknown service 'x'"`, and the policy's refusals: the probe may reach only
+    /// a TCP endpoint the service provides, which the plan publishes or declares probed
+    /// ([`Plan::probe`]); a probe is the supervisor's, it gives no guest anything.
+    ///
+    /// Safe to call from several threads at once, and while the gateway serves traffic.
+    pub fn probe_tcp(&self, service: &str, port: u16, timeout: Duration) -> Result<(), String> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let request = ProbeRequest {
+            service: service.into(),
+            port,
+            timeout,
+            reply,
+        };
+        self.commands
+            .send(Command::Probe(request))
+            .map_err(|_| STOPPED.to_string())?;
+        self.wake.signal();
+        // The gateway answers by the deadline itself; the margin is for a busy gateway thread.
+        match answer.recv_timeout(timeout + Duration::from_secs(1)) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("timed out after {timeout:?}")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(STOPPED.into()),
+        }
+    }
+
+    /// Makes the gateway follow `plan` (the plan the fabric now enforces, after
+    /// [`FabricHandle::apply`]): new publications start listening (their host address is bound
+    /// here: if one cannot be, nothing changes), removed ones stop listening and their
+    /// connections are reset both ways; egress capabilities added start being served, those
+    /// removed stop and their connections are reset (and UDP flows of a consumer that lost
+    /// its grant are forgotten); probes follow the plan's. Connections of publications and
+    /// egress kept go on. The plan may not move the gateway itself (its subnet, address or
+    /// MAC).
+    pub fn apply(&self, plan: &Plan) -> Result<GatewayReport, GatewayError> {
+        plan.validate()?;
+        if (plan.subnet, plan.gateway) != self.gateway {
+            return Err(GatewayError::Readdressed);
+        }
+        let mut published = self.published.lock().expect("gateway publications");
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for p in &plan.published {
+            if published.iter().any(|(q, _)| q == p) || bound.iter().any(|(q, _)| q == p) {
+                continue;
+            }
+            let (listener, addr) = listen(p)?;
+            bound.push((p.clone(), addr));
+            listeners.push((p.clone(), listener));
+        }
+        let (reply, done) = mpsc::sync_channel(1);
+        let reconfig = Reconfig {
+            plan: plan.clone(),
+            listeners,
+        };
+        self.commands
+            .send(Command::Apply(Box::new(reconfig), reply))
+            .map_err(|_| GatewayError::Stopped)?;
+        self.wake.signal();
+        let closed = done.recv().map_err(|_| GatewayError::Stopped)?;
+
+        let mut report = GatewayReport {
+            closed,
+            ..GatewayReport::default()
+        };
+        for (p, addr) in published.iter() {
+            if !plan.published.contains(p) {
+                report.stopped.push((endpoint_name(p), *addr));
+            }
+        }
+        for (p, addr) in &bound {
+            report.listening.push((endpoint_name(p), *addr));
+        }
+        let old = std::mem::take(&mut *published);
+        for p in &plan.published {
+            let addr = old
+                .iter()
+                .chain(&bound)
+                .find(|(q, _)| q == p)
+                .map(|(_, a)| *a)
+                .expect("kept or bound");
+            if !published.iter().any(|(q, _)| q == p) {
+                published.push((p.clone(), addr));
+            }
+        }
+        Ok(report)
     }
 
     /// Stops the gateway thread; its connections are dropped (host peers see a reset).
@@ -152,31 +349,34 @@ impl Drop for GatewayHandle {
     }
 }
 
-/// Starts the gateway of `plan` (the plan `fabric` enforces: its published endpoints and
-/// egress capabilities) and attaches it to the fabric as [`PortId::GATEWAY`].
+fn endpoint_name(p: &Published) -> String {
+    format!("{}.{}", p.service, p.endpoint)
+}
+
+/// A non-blocking host listener for `p`, and the address it got.
+fn listen(p: &Published) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let listen_err = |source| GatewayError::Listen {
+        addr: p.host,
+        endpoint: endpoint_name(p),
+        source,
+    };
+    let listener = TcpListener::bind(p.host).map_err(listen_err)?;
+    listener.set_nonblocking(true).map_err(listen_err)?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// Starts the gateway of `plan` (the plan `fabric` enforces: its published and probed
+/// endpoints and egress capabilities) and attaches it to the fabric as [`PortId::GATEWAY`].
 pub fn spawn(plan: &Plan, fabric: &FabricHandle) -> Result<GatewayHandle, GatewayError> {
+    plan.validate()?;
     let mut listeners = Vec::new();
     let mut published = Vec::new();
     for p in &plan.published {
-        let endpoint = format!("{}.{}", p.service, p.endpoint);
-        let listen_err = |source| GatewayError::Listen {
-            addr: p.host,
-            endpoint: endpoint.clone(),
-            source,
-        };
-        let listener = TcpListener::bind(p.host).map_err(listen_err)?;
-        listener.set_nonblocking(true).map_err(listen_err)?;
-        let addr = listener.local_addr()?;
-        let (provider, ep) = plan.resolve(&p.capability()).expect("a validated plan");
-        published.push((endpoint, addr));
-        listeners.push((listener, SocketAddrV4::new(provider.ipv4, ep.port)));
+        let (listener, addr) = listen(p)?;
+        published.push((p.clone(), addr));
+        listeners.push((p.clone(), listener));
     }
-    let egress: Vec<SocketAddrV4> = plan
-        .egress
-        .iter()
-        .filter(|e| e.proto == Proto::Tcp)
-        .map(|e| SocketAddrV4::new(e.addr, e.port))
-        .collect();
 
     let (ours, theirs) = Port::pair()?;
     let port = Port::from_fd(theirs)?;
@@ -184,15 +384,13 @@ pub fn spawn(plan: &Plan, fabric: &FabricHandle) -> Result<GatewayHandle, Gatewa
     let wake = Arc::new(EventFd::new()?);
     epoll.add(port.as_raw_fd(), PORT, sys::READ_EVENTS)?;
     epoll.add(wake.raw(), WAKE, libc::EPOLLIN as u32)?;
-    for (i, (l, _)) in listeners.iter().enumerate() {
-        epoll.add(l.as_raw_fd(), LISTENER + i as u64, libc::EPOLLIN as u32)?;
-    }
+    let (commands, incoming) = mpsc::channel();
+    let stats = Arc::new(Mutex::new(GatewayStats::default()));
+    let mut gw = Gw::new(plan, port, epoll, wake.clone(), incoming, stats.clone());
+    gw.reconfigure(plan.clone(), listeners);
     fabric.attach(PortId::GATEWAY, ours)?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(Mutex::new(GatewayStats::default()));
-    let mut gw = Gw::new(plan, port, epoll, wake.clone(), listeners, egress);
-    gw.stats_out = stats.clone();
     let stop2 = stop.clone();
     let thread = std::thread::Builder::new()
         .name("sturdy-gateway".into())
@@ -205,31 +403,61 @@ pub fn spawn(plan: &Plan, fabric: &FabricHandle) -> Result<GatewayHandle, Gatewa
         stop,
         wake,
         stats,
-        published,
+        commands,
+        published: Mutex::new(published),
+        gateway: (plan.subnet, plan.gateway),
         thread: Some(thread),
     })
 }
 
-/// The smoltcp device: frames read from the port, frames to write to it.
+/// The smoltcp device: IP packets in the frames read from the port, IP packets to write to it
+/// as frames.
+///
+/// The stack runs on an IP medium and does no ARP: the gateway knows its peers' MACs from the
+/// plan (the fabric answers ARP with the same), and frames it for them itself. smoltcp's ARP
+/// cache holds 8 neighbors and sends at most one request a second for all of them, which would
+/// stall a first connection (an ingress one, a probe) for up to a second.
 struct Frames {
     rx: VecDeque<Vec<u8>>,
     tx: Vec<Vec<u8>>,
+    /// The gateway's MAC, and each service's by address.
+    mac: Mac,
+    macs: HashMap<Ipv4Addr, Mac>,
+    /// Packets for an address that is no service's.
+    unroutable: u64,
 }
 
 struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut Vec<Vec<u8>>);
+struct Tx<'a> {
+    tx: &'a mut Vec<Vec<u8>>,
+    mac: Mac,
+    macs: &'a HashMap<Ipv4Addr, Mac>,
+    unroutable: &'a mut u64,
+}
 
 impl smoltcp::phy::RxToken for Rx {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        f(&self.0[ethernet::HEADER_LEN..])
     }
 }
 
 impl smoltcp::phy::TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0u8; len];
-        let r = f(&mut frame);
-        self.0.push(frame);
+        let mut frame = vec![0u8; ethernet::HEADER_LEN + len];
+        let r = f(&mut frame[ethernet::HEADER_LEN..]);
+        let dst = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
+            .ok()
+            .and_then(|ip| self.macs.get(&ip.dst()).copied());
+        match dst {
+            Some(dst) => {
+                let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+                eth.set_dst(dst);
+                eth.set_src(self.mac);
+                eth.set_ethertype(EtherType::Ipv4);
+                self.tx.push(frame);
+            }
+            None => *self.unroutable += 1,
+        }
         r
     }
 }
@@ -243,19 +471,39 @@ impl Device for Frames {
         _: smoltcp::time::Instant,
     ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let frame = self.rx.pop_front()?;
-        Some((Rx(frame), Tx(&mut self.tx)))
+        let tx = Tx {
+            tx: &mut self.tx,
+            mac: self.mac,
+            macs: &self.macs,
+            unroutable: &mut self.unroutable,
+        };
+        Some((Rx(frame), tx))
     }
 
     fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
-        Some(Tx(&mut self.tx))
+        Some(Tx {
+            tx: &mut self.tx,
+            mac: self.mac,
+            macs: &self.macs,
+            unroutable: &mut self.unroutable,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
         caps
     }
+}
+
+/// Where a connection came from: what removing it from the plan closes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Accepted on the host listener with this token.
+    Ingress(u64),
+    /// Accepted for the TCP egress capability to this address.
+    Egress(SocketAddrV4),
 }
 
 /// One forwarded connection.
@@ -272,6 +520,49 @@ struct Conn {
     host_shut: bool,
     /// The local port it holds (ingress), freed when its socket goes.
     local_port: Option<u16>,
+    origin: Origin,
+}
+
+/// A published endpoint's host listener.
+struct Listener {
+    publication: Published,
+    listener: TcpListener,
+    /// The guest endpoint (the provider's address may change with the plan).
+    target: SocketAddrV4,
+}
+
+/// A TCP egress capability's outside address and the stack's listening sockets for it.
+struct TcpEgress {
+    addr: SocketAddrV4,
+    listening: Vec<SocketHandle>,
+}
+
+/// A UDP egress capability's outside address and the stack's socket bound to it.
+struct UdpEgress {
+    addr: SocketAddrV4,
+    socket: SocketHandle,
+}
+
+/// One guest source's datagrams to one UDP egress address, through a host socket.
+struct UdpFlow {
+    host: UdpSocket,
+    guest: SocketAddrV4,
+    egress: SocketAddrV4,
+    last: Instant,
+    replied: bool,
+}
+
+/// A probe in flight: answered once the guest answers (or not), then kept until its reset is
+/// sent.
+struct Probe {
+    socket: SocketHandle,
+    local_port: u16,
+    timeout: Duration,
+    deadline: Instant,
+    /// `None` once answered.
+    reply: Option<mpsc::SyncSender<Result<(), String>>>,
+    /// When to forget the socket even if its reset could not be sent.
+    forget_at: Instant,
 }
 
 /// An egress connection's host side, opened (or not) on another thread.
@@ -284,15 +575,25 @@ struct Gw {
     port: Port,
     epoll: Epoll,
     wake: Arc<EventFd>,
-    listeners: Vec<(TcpListener, SocketAddrV4)>,
-    egress: Vec<SocketAddrV4>,
-    /// Per egress capability, its listening sockets.
-    egress_listeners: Vec<Vec<SocketHandle>>,
+    commands: mpsc::Receiver<Command>,
+    /// The plan followed: what probes may reach.
+    plan: Plan,
+    listeners: HashMap<u64, Listener>,
+    next_listener: u64,
+    egress: Vec<TcpEgress>,
+    udp: Vec<UdpEgress>,
     conns: HashMap<u64, Conn>,
     next_token: u64,
+    udp_flows: HashMap<u64, UdpFlow>,
+    /// By (guest source, egress address).
+    udp_index: HashMap<(SocketAddrV4, SocketAddrV4), u64>,
+    next_udp: u64,
+    udp_buf: Vec<u8>,
+    next_sweep: Instant,
+    probes: Vec<Probe>,
     /// Sockets closing after their connection ended (TIME-WAIT), and the port they hold.
     draining: Vec<(SocketHandle, Option<u16>)>,
-    ports_in_use: std::collections::HashSet<u16>,
+    ports_in_use: HashSet<u16>,
     next_port: u16,
     connected: (mpsc::Sender<Connected>, mpsc::Receiver<Connected>),
     start: Instant,
@@ -301,13 +602,48 @@ struct Gw {
     rx_bufs: Vec<[u8; RECV_BUFFER]>,
 }
 
-fn new_socket() -> tcp::Socket<'static> {
+fn tcp_socket(buffer: usize) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; BUFFER]),
-        tcp::SocketBuffer::new(vec![0; BUFFER]),
+        tcp::SocketBuffer::new(vec![0; buffer]),
+        tcp::SocketBuffer::new(vec![0; buffer]),
     );
     s.set_nagle_enabled(false);
     s
+}
+
+fn udp_socket() -> udp::Socket<'static> {
+    let buffer = || {
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0; UDP_BUFFER],
+        )
+    };
+    udp::Socket::new(buffer(), buffer())
+}
+
+/// The guest endpoint a publication forwards to under `plan`.
+fn target_of(plan: &Plan, p: &Published) -> SocketAddrV4 {
+    let (provider, ep) = plan.resolve(&p.capability()).expect("a validated plan");
+    SocketAddrV4::new(provider.ipv4, ep.port)
+}
+
+/// The distinct outside addresses of `plan`'s egress capabilities over `proto`.
+fn egress_addrs(plan: &Plan, proto: Proto) -> Vec<SocketAddrV4> {
+    let mut addrs = Vec::new();
+    for e in plan.egress.iter().filter(|e| e.proto == proto) {
+        let a = SocketAddrV4::new(e.addr, e.port);
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    addrs
+}
+
+fn millis_until(now: Instant, at: Instant) -> i64 {
+    // Rounded up: waking a little late is fine, waking early would spin.
+    at.saturating_duration_since(now)
+        .as_nanos()
+        .div_ceil(1_000_000) as i64
 }
 
 impl Gw {
@@ -316,15 +652,17 @@ impl Gw {
         port: Port,
         epoll: Epoll,
         wake: Arc<EventFd>,
-        listeners: Vec<(TcpListener, SocketAddrV4)>,
-        egress: Vec<SocketAddrV4>,
+        commands: mpsc::Receiver<Command>,
+        stats_out: Arc<Mutex<GatewayStats>>,
     ) -> Gw {
         let mut device = Frames {
             rx: VecDeque::new(),
             tx: Vec::new(),
+            mac: plan.gateway.mac,
+            macs: HashMap::new(),
+            unroutable: 0,
         };
-        let mac = EthernetAddress(plan.gateway.mac.0);
-        let config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
+        let config = IfaceConfig::new(HardwareAddress::Ip);
         let start = Instant::now();
         let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
         let gw_ip = plan.gateway.ipv4;
@@ -333,10 +671,9 @@ impl Gw {
                 .push(IpCidr::new(gw_ip.into(), plan.subnet.prefix_len()))
                 .expect("one address");
         });
-        // Egress: accept segments for any (outside) address.
+        // Egress: accept segments and datagrams for any (outside) address.
         iface.set_any_ip(true);
         let _ = iface.routes_mut().add_default_ipv4_route(gw_ip);
-        let n = egress.len();
         Gw {
             iface,
             device,
@@ -344,18 +681,27 @@ impl Gw {
             port,
             epoll,
             wake,
-            listeners,
-            egress,
-            egress_listeners: vec![Vec::new(); n],
+            commands,
+            plan: Plan::new(plan.subnet),
+            listeners: HashMap::new(),
+            next_listener: LISTENER,
+            egress: Vec::new(),
+            udp: Vec::new(),
             conns: HashMap::new(),
             next_token: CONN,
+            udp_flows: HashMap::new(),
+            udp_index: HashMap::new(),
+            next_udp: UDP_FLOW,
+            udp_buf: vec![0; 1 << 16],
+            next_sweep: start + SWEEP_EVERY,
+            probes: Vec::new(),
             draining: Vec::new(),
             ports_in_use: Default::default(),
             next_port: *EPHEMERAL.start(),
             connected: mpsc::channel(),
             start,
             stats: GatewayStats::default(),
-            stats_out: Arc::new(Mutex::new(GatewayStats::default())),
+            stats_out,
             rx_bufs: vec![[0u8; RECV_BUFFER]; BATCH],
         }
     }
@@ -368,15 +714,7 @@ impl Gw {
         let mut events = Vec::with_capacity(64);
         loop {
             let busy = self.process();
-            let now = self.now();
-            let delay = if busy {
-                0
-            } else {
-                self.iface
-                    .poll_delay(now, &self.sockets)
-                    .map_or(1000, |d| d.total_millis())
-                    .min(1000) as i32
-            };
+            let delay = if busy { 0 } else { self.idle_delay() };
             self.publish_stats();
             self.epoll.wait(&mut events, delay)?;
             if stop.load(Ordering::SeqCst) {
@@ -388,8 +726,10 @@ impl Gw {
                     WAKE => {
                         self.wake.drain();
                         self.connected();
+                        self.commands();
                     }
-                    t if t < CONN => self.accept((t - LISTENER) as usize),
+                    t if t < CONN => self.accept(t),
+                    t if t >= UDP_FLOW => self.udp_in(t),
                     t => {
                         if let Some(c) = self.conns.get_mut(&t) {
                             let err = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
@@ -403,11 +743,30 @@ impl Gw {
                     }
                 }
             }
+            if Instant::now() >= self.next_sweep {
+                self.sweep_udp();
+            }
         }
     }
 
+    /// How long to wait for events when nothing is moving: until the stack's next timer, the
+    /// next probe deadline or sweep, and at most a second.
+    fn idle_delay(&mut self) -> i32 {
+        let now = Instant::now();
+        let mut delay = self
+            .iface
+            .poll_delay(self.now(), &self.sockets)
+            .map_or(1000, |d| d.total_millis() as i64);
+        for p in self.probes.iter().filter(|p| p.reply.is_some()) {
+            delay = delay.min(millis_until(now, p.deadline));
+        }
+        delay = delay.min(millis_until(now, self.next_sweep));
+        delay.clamp(0, 1000) as i32
+    }
+
     fn publish_stats(&mut self) {
-        self.stats.connections = self.conns.len();
+        self.stats.connections = self.conns.len() + self.probes.len();
+        self.stats.udp_flows = self.udp_flows.len();
         *self.stats_out.lock().expect("gateway stats") = self.stats;
     }
 
@@ -418,7 +777,11 @@ impl Gw {
             match self.port.recv_batch(&mut self.rx_bufs, &mut lens) {
                 Ok(n) => {
                     for (buf, &len) in self.rx_bufs.iter().zip(&lens[..n]) {
-                        if len > 0 && len <= RECV_BUFFER {
+                        // IPv4 only: the fabric answers ARP itself and forwards nothing else.
+                        let ipv4 = len <= RECV_BUFFER
+                            && EthernetFrame::new_checked(&buf[..len])
+                                .is_ok_and(|eth| eth.ethertype() == EtherType::Ipv4);
+                        if ipv4 {
                             self.device.rx.push_back(buf[..len].to_vec());
                         }
                     }
@@ -431,10 +794,169 @@ impl Gw {
         }
     }
 
-    /// Accepts the host connections waiting on published port `i`.
-    fn accept(&mut self, i: usize) {
+    /// Handles the handles' commands.
+    fn commands(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Probe(request) => self.start_probe(request),
+                Command::Apply(reconfig, reply) => {
+                    let Reconfig { plan, listeners } = *reconfig;
+                    let closed = self.reconfigure(plan, listeners);
+                    // The counters show the change by the time `apply` returns.
+                    self.publish_stats();
+                    let _ = reply.try_send(closed);
+                }
+            }
+        }
+    }
+
+    /// Follows `plan`; `listeners` are its publications that have none yet. Returns how many
+    /// connections (and UDP flows) were closed.
+    fn reconfigure(&mut self, plan: Plan, listeners: Vec<(Published, TcpListener)>) -> usize {
+        let mut closed = 0;
+        // Publications that went away: no more listening, their connections reset.
+        let gone: Vec<u64> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| !plan.published.contains(&l.publication))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in gone {
+            let l = self.listeners.remove(&token).expect("listed");
+            let _ = self.epoll.delete(l.listener.as_raw_fd());
+            closed += self.close_from(Origin::Ingress(token));
+        }
+        // Those kept forward to wherever the plan now puts their endpoint.
+        for l in self.listeners.values_mut() {
+            l.target = target_of(&plan, &l.publication);
+        }
+        for (publication, listener) in listeners {
+            let token = self.next_listener;
+            self.next_listener += 1;
+            if let Err(e) = self
+                .epoll
+                .add(listener.as_raw_fd(), token, libc::EPOLLIN as u32)
+            {
+                tracing::warn!(target: "sturdy_fabric::gateway", "cannot watch {}: {e}", publication);
+                continue;
+            }
+            let target = target_of(&plan, &publication);
+            self.listeners.insert(
+                token,
+                Listener {
+                    publication,
+                    listener,
+                    target,
+                },
+            );
+        }
+
+        // TCP egress: addresses that went away stop being listened on (their connections
+        // reset); new ones get listening sockets on the next round (`replenish`).
+        let tcp_addrs = egress_addrs(&plan, Proto::Tcp);
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.egress)
+            .into_iter()
+            .partition(|e| tcp_addrs.contains(&e.addr));
+        self.egress = keep;
+        for e in gone {
+            for handle in e.listening {
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                self.draining.push((handle, None));
+            }
+            closed += self.close_from(Origin::Egress(e.addr));
+        }
+        for addr in tcp_addrs {
+            if !self.egress.iter().any(|e| e.addr == addr) {
+                self.egress.push(TcpEgress {
+                    addr,
+                    listening: Vec::new(),
+                });
+            }
+        }
+
+        // UDP egress: a socket bound to each outside address; flows whose address went away,
+        // or whose guest lost its grant, are forgotten.
+        let udp_addrs = egress_addrs(&plan, Proto::Udp);
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.udp)
+            .into_iter()
+            .partition(|e| udp_addrs.contains(&e.addr));
+        self.udp = keep;
+        for e in gone {
+            self.sockets.remove(e.socket);
+        }
+        for addr in udp_addrs {
+            if self.udp.iter().any(|e| e.addr == addr) {
+                continue;
+            }
+            let mut socket = udp_socket();
+            let ep = IpListenEndpoint {
+                addr: Some((*addr.ip()).into()),
+                port: addr.port(),
+            };
+            match socket.bind(ep) {
+                Ok(()) => {
+                    let socket = self.sockets.add(socket);
+                    self.udp.push(UdpEgress { addr, socket });
+                }
+                Err(e) => {
+                    tracing::warn!(target: "sturdy_fabric::gateway", "cannot serve UDP egress {addr}: {e}")
+                }
+            }
+        }
+        let granted = |guest: &SocketAddrV4, egress: &SocketAddrV4| {
+            plan.egress.iter().any(|e| {
+                e.proto == Proto::Udp
+                    && SocketAddrV4::new(e.addr, e.port) == *egress
+                    && plan
+                        .service(&e.consumer)
+                        .is_some_and(|s| s.ipv4 == *guest.ip())
+            })
+        };
+        let stale: Vec<u64> = self
+            .udp_flows
+            .iter()
+            .filter(|(_, f)| !granted(&f.guest, &f.egress))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in stale {
+            self.forget_flow(token);
+            closed += 1;
+        }
+
+        self.device.macs = plan.services.iter().map(|s| (s.ipv4, s.mac)).collect();
+        self.plan = plan;
+        closed
+    }
+
+    /// Resets, both ways, the connections that came from `origin`; returns how many.
+    fn close_from(&mut self, origin: Origin) -> usize {
+        let tokens: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.origin == origin)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in &tokens {
+            let c = self.conns.remove(token).expect("listed");
+            self.sockets.get_mut::<tcp::Socket>(c.socket).abort();
+            self.stats.resets_to_guest += 1;
+            if let Some(s) = &c.stream {
+                let _ = self.epoll.delete(s.as_raw_fd());
+                sys::set_linger_zero(s.as_raw_fd());
+                self.stats.resets_to_host += 1;
+            }
+            self.draining.push((c.socket, c.local_port));
+        }
+        tokens.len()
+    }
+
+    /// Accepts the host connections waiting on the listener `token`.
+    fn accept(&mut self, token: u64) {
         loop {
-            let (stream, peer) = match self.listeners[i].0.accept() {
+            let Some(l) = self.listeners.get(&token) else {
+                return;
+            };
+            let (stream, peer) = match l.listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -443,12 +965,12 @@ impl Gw {
                     return;
                 }
             };
-            let target = self.listeners[i].1;
+            let target = l.target;
             let Some(local) = self.ephemeral() else {
                 tracing::warn!(target: "sturdy_fabric::gateway", "no local port left for {peer}");
                 continue;
             };
-            let mut socket = new_socket();
+            let mut socket = tcp_socket(BUFFER);
             let remote = IpEndpoint::new((*target.ip()).into(), target.port());
             if let Err(e) = socket.connect(self.iface.context(), remote, local) {
                 tracing::warn!(target: "sturdy_fabric::gateway", "connect to {target}: {e}");
@@ -457,11 +979,17 @@ impl Gw {
             }
             let handle = self.sockets.add(socket);
             self.stats.ingress_opened += 1;
-            self.add_conn(handle, Some(stream), Some(local));
+            self.add_conn(handle, Some(stream), Some(local), Origin::Ingress(token));
         }
     }
 
-    fn add_conn(&mut self, socket: SocketHandle, stream: Option<TcpStream>, port: Option<u16>) {
+    fn add_conn(
+        &mut self,
+        socket: SocketHandle,
+        stream: Option<TcpStream>,
+        port: Option<u16>,
+        origin: Origin,
+    ) {
         let token = self.next_token;
         self.next_token += 1;
         if let Some(s) = &stream {
@@ -477,6 +1005,7 @@ impl Gw {
                 host_eof: false,
                 host_shut: false,
                 local_port: port,
+                origin,
             },
         );
     }
@@ -506,12 +1035,129 @@ impl Gw {
         None
     }
 
-    /// Keeps listening sockets ready for each egress capability; those that got a connection
-    /// become gateway connections whose host side is opened on another thread.
+    /// Starts a probe, or answers at once why not.
+    fn start_probe(&mut self, request: ProbeRequest) {
+        let ProbeRequest {
+            service,
+            port,
+            timeout,
+            reply,
+        } = request;
+        let target = match self.probe_target(&service, port) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = reply.try_send(Err(e));
+                return;
+            }
+        };
+        if self.probes.len() >= MAX_PROBES {
+            let _ = reply.try_send(Err("too many probes in flight".into()));
+            return;
+        }
+        let Some(local) = self.ephemeral() else {
+            let _ = reply.try_send(Err("the gateway has no local port left".into()));
+            return;
+        };
+        let mut socket = tcp_socket(PROBE_BUFFER);
+        let remote = IpEndpoint::new((*target.ip()).into(), target.port());
+        if let Err(e) = socket.connect(self.iface.context(), remote, local) {
+            self.ports_in_use.remove(&local);
+            let _ = reply.try_send(Err(format!("cannot connect to {target}: {e}")));
+            return;
+        }
+        let socket = self.sockets.add(socket);
+        self.stats.probes += 1;
+        let now = Instant::now();
+        self.probes.push(Probe {
+            socket,
+            local_port: local,
+            timeout,
+            deadline: now + timeout,
+            reply: Some(reply),
+            forget_at: now + timeout + Duration::from_secs(1),
+        });
+    }
+
+    /// The guest endpoint a probe of `service:port` goes to, if the plan lets the gateway
+    /// reach it: a TCP endpoint the service provides, published or declared probed.
+    fn probe_target(&self, service: &str, port: u16) -> Result<SocketAddrV4, String> {
+        let s = self
+            .plan
+            .service(service)
+            .ok_or_else(|| format!("unknown service '{service}'"))?;
+        let ep = s
+            .provides
+            .iter()
+            .find(|e| e.port == port && e.proto == Proto::Tcp)
+            .ok_or_else(|| {
+                format!(
+                    "refused by policy: service '{service}' provides no TCP endpoint on port {port}"
+                )
+            })?;
+        if !self.plan.gateway_reaches(service, &ep.name) {
+            return Err(format!(
+                "refused by policy: {service}.{} is neither published nor declared for probes",
+                ep.name
+            ));
+        }
+        Ok(SocketAddrV4::new(s.ipv4, port))
+    }
+
+    /// Answers the probes whose guest answered or whose time is up, and forgets the sockets
+    /// of those answered once their reset is sent; returns whether anything changed.
+    fn check_probes(&mut self) -> bool {
+        let now = Instant::now();
+        let mut changed = false;
+        let sockets = &mut self.sockets;
+        let stats = &mut self.stats;
+        let ports = &mut self.ports_in_use;
+        self.probes.retain_mut(|p| {
+            let socket = sockets.get_mut::<tcp::Socket>(p.socket);
+            if let Some(reply) = &p.reply {
+                let answer = match socket.state() {
+                    tcp::State::SynSent if now >= p.deadline => {
+                        Some(Err(format!("timed out after {:?}", p.timeout)))
+                    }
+                    tcp::State::SynSent => None,
+                    // A reset in SYN-SENT (RFC 9293 3.10.7.3): nothing listens there.
+                    tcp::State::Closed => Some(Err("connection refused".to_string())),
+                    // SYN-ACK received: the guest completed the handshake.
+                    _ => {
+                        stats.probes_ok += 1;
+                        Some(Ok(()))
+                    }
+                };
+                if let Some(answer) = answer {
+                    let _ = reply.try_send(answer);
+                    p.reply = None;
+                    p.forget_at = now + Duration::from_secs(1);
+                    // A reset leaves nothing behind: no TIME-WAIT here, and the fabric forgets
+                    // the connection as the reset goes through.
+                    socket.abort();
+                    changed = true;
+                }
+                return true;
+            }
+            // Aborted: gone once the reset is out (smoltcp then forgets the peer).
+            let sent = socket.state() == tcp::State::Closed && socket.remote_endpoint().is_none();
+            if sent || now >= p.forget_at {
+                sockets.remove(p.socket);
+                ports.remove(&p.local_port);
+                changed = true;
+                return false;
+            }
+            true
+        });
+        changed
+    }
+
+    /// Keeps listening sockets ready for each TCP egress capability; those that got a
+    /// connection become gateway connections whose host side is opened on another thread.
     fn replenish(&mut self) {
         for i in 0..self.egress.len() {
+            let addr = self.egress[i].addr;
             let mut keep = Vec::new();
-            for handle in std::mem::take(&mut self.egress_listeners[i]) {
+            for handle in std::mem::take(&mut self.egress[i].listening) {
                 let state = self.sockets.get::<tcp::Socket>(handle).state();
                 match state {
                     tcp::State::Listen | tcp::State::SynReceived => keep.push(handle),
@@ -521,8 +1167,7 @@ impl Gw {
                     _ => {
                         self.stats.egress_opened += 1;
                         let token = self.next_token;
-                        self.add_conn(handle, None, None);
-                        let addr = self.egress[i];
+                        self.add_conn(handle, None, None, Origin::Egress(addr));
                         let tx = self.connected.0.clone();
                         let wake = self.wake.clone();
                         std::thread::spawn(move || {
@@ -538,8 +1183,7 @@ impl Gw {
                 .filter(|h| self.sockets.get::<tcp::Socket>(**h).state() == tcp::State::Listen)
                 .count();
             for _ in listening..SPARE_LISTENERS {
-                let mut socket = new_socket();
-                let addr = self.egress[i];
+                let mut socket = tcp_socket(BUFFER);
                 let ep = IpListenEndpoint {
                     addr: Some((*addr.ip()).into()),
                     port: addr.port(),
@@ -548,7 +1192,7 @@ impl Gw {
                     keep.push(self.sockets.add(socket));
                 }
             }
-            self.egress_listeners[i] = keep;
+            self.egress[i].listening = keep;
         }
     }
 
@@ -578,6 +1222,149 @@ impl Gw {
         }
     }
 
+    /// Datagrams guests sent to UDP egress addresses, each to its flow's host socket (made on
+    /// the first); returns whether any moved.
+    fn udp_out(&mut self) -> bool {
+        let mut moved = false;
+        let mut datagrams = Vec::new();
+        for i in 0..self.udp.len() {
+            let (egress, handle) = (self.udp[i].addr, self.udp[i].socket);
+            let socket = self.sockets.get_mut::<udp::Socket>(handle);
+            while let Ok((data, meta)) = socket.recv() {
+                let IpAddr::V4(ip) = IpAddr::from(meta.endpoint.addr) else {
+                    continue;
+                };
+                datagrams.push((SocketAddrV4::new(ip, meta.endpoint.port), data.to_vec()));
+            }
+            for (guest, data) in datagrams.drain(..) {
+                moved = true;
+                let Some(token) = self.udp_flow(guest, egress) else {
+                    self.stats.udp_dropped += 1;
+                    continue;
+                };
+                let flow = self.udp_flows.get_mut(&token).expect("just found");
+                flow.last = Instant::now();
+                match flow.host.send(&data) {
+                    Ok(_) => self.stats.udp_out += 1,
+                    // A full socket buffer, or an ICMP error from an earlier datagram: UDP
+                    // may lose datagrams.
+                    Err(_) => self.stats.udp_dropped += 1,
+                }
+            }
+        }
+        moved
+    }
+
+    /// The flow of `guest`'s datagrams to `egress`, made if new (and there is room).
+    fn udp_flow(&mut self, guest: SocketAddrV4, egress: SocketAddrV4) -> Option<u64> {
+        if let Some(t) = self.udp_index.get(&(guest, egress)) {
+            return Some(*t);
+        }
+        if self.udp_flows.len() >= MAX_UDP_FLOWS {
+            tracing::warn!(target: "sturdy_fabric::gateway", "too many UDP egress flows: dropping {guest} -> {egress}");
+            return None;
+        }
+        let open = || -> io::Result<UdpSocket> {
+            let host = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+            // Connected: only the outside address's datagrams are taken as replies.
+            host.connect(egress)?;
+            host.set_nonblocking(true)?;
+            Ok(host)
+        };
+        let host = match open() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(target: "sturdy_fabric::gateway", "UDP egress to {egress}: {e}");
+                return None;
+            }
+        };
+        let token = self.next_udp;
+        self.next_udp += 1;
+        if let Err(e) = self
+            .epoll
+            .add(host.as_raw_fd(), token, libc::EPOLLIN as u32)
+        {
+            tracing::warn!(target: "sturdy_fabric::gateway", "cannot watch a UDP socket: {e}");
+            return None;
+        }
+        self.udp_flows.insert(
+            token,
+            UdpFlow {
+                host,
+                guest,
+                egress,
+                last: Instant::now(),
+                replied: false,
+            },
+        );
+        self.udp_index.insert((guest, egress), token);
+        Some(token)
+    }
+
+    /// Datagrams from the outside on flow `token`, to its guest from the egress address.
+    fn udp_in(&mut self, token: u64) {
+        let Some(flow) = self.udp_flows.get_mut(&token) else {
+            return;
+        };
+        let Some(e) = self.udp.iter().find(|e| e.addr == flow.egress) else {
+            return;
+        };
+        let socket = self.sockets.get_mut::<udp::Socket>(e.socket);
+        let mut meta = udp::UdpMetadata::from(IpEndpoint::new(
+            (*flow.guest.ip()).into(),
+            flow.guest.port(),
+        ));
+        // From the outside address, as the guest addressed it.
+        meta.local_address = Some((*flow.egress.ip()).into());
+        loop {
+            match flow.host.recv(&mut self.udp_buf) {
+                Ok(n) if n > UDP_MAX_PAYLOAD => self.stats.udp_dropped += 1,
+                Ok(n) => match socket.send_slice(&self.udp_buf[..n], meta) {
+                    Ok(()) => {
+                        self.stats.udp_in += 1;
+                        flow.replied = true;
+                        flow.last = Instant::now();
+                    }
+                    Err(_) => self.stats.udp_dropped += 1,
+                },
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // An ICMP error for an earlier datagram (port unreachable...): read on.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn forget_flow(&mut self, token: u64) {
+        if let Some(f) = self.udp_flows.remove(&token) {
+            let _ = self.epoll.delete(f.host.as_raw_fd());
+            self.udp_index.remove(&(f.guest, f.egress));
+        }
+    }
+
+    /// Forgets the UDP flows idle past their timeout.
+    fn sweep_udp(&mut self) {
+        let now = Instant::now();
+        self.next_sweep = now + SWEEP_EVERY;
+        let idle: Vec<u64> = self
+            .udp_flows
+            .iter()
+            .filter(|(_, f)| {
+                let limit = if f.replied {
+                    UDP_IDLE_REPLIED
+                } else {
+                    UDP_IDLE
+                };
+                now.duration_since(f.last) >= limit
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for token in idle {
+            self.forget_flow(token);
+        }
+    }
+
     /// Runs the stack and the copies until nothing moves (or for a bounded number of rounds,
     /// so that new host connections and frames get their turn): returns whether work remains.
     fn process(&mut self) -> bool {
@@ -587,9 +1374,11 @@ impl Gw {
             let changed = self.iface.poll(now, &mut self.device, &mut self.sockets)
                 == smoltcp::iface::PollResult::SocketStateChanged;
             self.replenish();
+            let probed = self.check_probes();
+            let datagrams = self.udp_out();
             let moved = self.pump();
             self.flush();
-            if !changed && !moved && self.device.rx.is_empty() {
+            if !changed && !moved && !probed && !datagrams && self.device.rx.is_empty() {
                 busy = false;
                 break;
             }
@@ -599,6 +1388,7 @@ impl Gw {
     }
 
     fn flush(&mut self) {
+        self.stats.tx_dropped += std::mem::take(&mut self.device.unroutable);
         if self.device.tx.is_empty() {
             return;
         }

@@ -19,7 +19,9 @@
 //! - [`port`]: the I/O: SOCK_SEQPACKET ports (one end for the fabric, one for
 //!   `sturdy-hvt --net:NAME=@FD`) and the thread that runs a [`Fabric`] over them.
 //! - [`gateway`]: the gateway inside the fabric: published host ports forwarded to guests
-//!   (ingress) and egress capabilities forwarded to the outside, through a TCP stack on its port.
+//!   (ingress), TCP and UDP egress capabilities forwarded to the outside, and the supervisor's
+//!   TCP health probes, through a TCP/IP stack on its port; it follows a plan applied at run
+//!   time.
 //! - [`pcap`]: capture files (classic libpcap format) that tshark and Wireshark read.
 //!
 //! ```
@@ -54,10 +56,10 @@ pub mod port;
 pub mod switch;
 pub mod wire;
 
-pub use gateway::{GatewayHandle, GatewayStats};
+pub use gateway::{GatewayHandle, GatewayReport, GatewayStats};
 pub use plan::{
-    Capability, Egress, Endpoint, Gateway, Plan, PlanError, PortId, Proto, Published, Service,
-    Subnet,
+    Capability, Egress, Endpoint, Gateway, Plan, PlanError, PortId, Probed, Proto, Published,
+    Service, Subnet,
 };
 pub use policy::conntrack::Timeouts;
 pub use policy::{DropReason, Drops, Field};

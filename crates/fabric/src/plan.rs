@@ -260,6 +260,24 @@ impl fmt::Display for Published {
     }
 }
 
+/// An endpoint the supervisor may probe through the gateway
+/// ([`GatewayHandle::probe_tcp`](crate::GatewayHandle::probe_tcp)): the gateway holds the
+/// capability `gateway -> service.endpoint` (as for a published endpoint), with no host port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Probed {
+    /// The providing service.
+    pub service: String,
+    /// Its endpoint (TCP).
+    pub endpoint: String,
+}
+
+impl Probed {
+    /// The capability the gateway holds for it: `gateway -> service.endpoint`.
+    pub fn capability(&self) -> Capability {
+        Capability::new(GATEWAY_NAME, &self.service, &self.endpoint)
+    }
+}
+
 /// What the fabric enforces: services, their addresses, and who may reach what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -275,6 +293,8 @@ pub struct Plan {
     pub egress: Vec<Egress>,
     /// The endpoints published on host addresses, through the gateway.
     pub published: Vec<Published>,
+    /// The endpoints the gateway may probe (health checks), besides the published ones.
+    pub probes: Vec<Probed>,
 }
 
 impl Plan {
@@ -293,6 +313,7 @@ impl Plan {
             capabilities: Vec::new(),
             egress: Vec::new(),
             published: Vec::new(),
+            probes: Vec::new(),
         }
     }
 
@@ -400,6 +421,47 @@ impl Plan {
     /// on the host TCP address `host`: the gateway accepts connections there and forwards
     /// them to the endpoint. Publishing the same pair again changes nothing.
     pub fn publish(&mut self, host: SocketAddr, target: &str) -> Result<(), PlanError> {
+        let (service, endpoint) = self
+            .tcp_target(target)?
+            .ok_or_else(|| PlanError::PublishNotTcp(target.into()))?;
+        let p = Published {
+            host,
+            service,
+            endpoint,
+        };
+        if !self.published.contains(&p) {
+            self.published.push(p);
+        }
+        Ok(())
+    }
+
+    /// Lets the gateway probe `target` (`service.endpoint`, or `service` if it provides one
+    /// TCP endpoint) for the supervisor's health checks
+    /// ([`GatewayHandle::probe_tcp`](crate::GatewayHandle::probe_tcp)): the gateway gets the
+    /// capability `gateway -> service.endpoint`, and nothing else (no host port, no guest gets
+    /// anything). A published endpoint may be probed without this. Declaring it again changes
+    /// nothing.
+    pub fn probe(&mut self, target: &str) -> Result<(), PlanError> {
+        let (service, endpoint) = self
+            .tcp_target(target)?
+            .ok_or_else(|| PlanError::ProbeNotTcp(target.into()))?;
+        let p = Probed { service, endpoint };
+        if !self.probes.contains(&p) {
+            self.probes.push(p);
+        }
+        Ok(())
+    }
+
+    /// Whether the gateway holds a capability to `service.endpoint` (published or probed).
+    pub fn gateway_reaches(&self, service: &str, endpoint: &str) -> bool {
+        let hit = |s: &str, e: &str| s == service && e == endpoint;
+        self.published.iter().any(|p| hit(&p.service, &p.endpoint))
+            || self.probes.iter().any(|p| hit(&p.service, &p.endpoint))
+    }
+
+    /// `service.endpoint` (or `service` with one TCP endpoint) resolved to its names; `None`
+    /// if the endpoint is not TCP (or the service has no single TCP endpoint).
+    fn tcp_target(&self, target: &str) -> Result<Option<(String, String)>, PlanError> {
         let (name, endpoint) = match target.split_once('.') {
             Some((s, e)) => (s, Some(e)),
             None => (target, None),
@@ -418,22 +480,14 @@ impl Plan {
                     .find(|p| p.name == e)
                     .ok_or_else(|| unknown_endpoint(service, e))?;
                 if found.proto != Proto::Tcp {
-                    return Err(PlanError::PublishNotTcp(target.into()));
+                    return Ok(None);
                 }
                 found.name.clone()
             }
             None if tcp.len() == 1 => tcp[0].name.clone(),
-            None => return Err(PlanError::PublishNotTcp(target.into())),
+            None => return Ok(None),
         };
-        let p = Published {
-            host,
-            service: name.into(),
-            endpoint,
-        };
-        if !self.published.contains(&p) {
-            self.published.push(p);
-        }
-        Ok(())
+        Ok(Some((name.into(), endpoint)))
     }
 
     /// The service called `name`.
@@ -526,7 +580,7 @@ impl Plan {
                 return Err(PlanError::DuplicateCapability(cap.clone()));
             }
         }
-        if (!self.egress.is_empty() || !self.published.is_empty())
+        if (!self.egress.is_empty() || !self.published.is_empty() || !self.probes.is_empty())
             && self.service(GATEWAY_NAME).is_some()
         {
             return Err(PlanError::ReservedName(GATEWAY_NAME.into()));
@@ -541,6 +595,15 @@ impl Plan {
             }
             if p.host.port() != 0 && self.published[..i].iter().any(|q| q.host == p.host) {
                 return Err(PlanError::DuplicatePublish(p.host));
+            }
+        }
+        for p in &self.probes {
+            let (_, endpoint) = self.resolve(&p.capability())?;
+            if endpoint.proto != Proto::Tcp {
+                return Err(PlanError::ProbeNotTcp(format!(
+                    "{}.{}",
+                    p.service, p.endpoint
+                )));
             }
         }
         for e in &self.egress {
@@ -713,6 +776,9 @@ pub enum PlanError {
     /// A published endpoint that is not TCP (or a service with no single TCP endpoint).
     #[error("'{0}' cannot be published: only a TCP endpoint can (name it as service.endpoint)")]
     PublishNotTcp(String),
+    /// A probed endpoint that is not TCP (or a service with no single TCP endpoint).
+    #[error("'{0}' cannot be probed: only a TCP endpoint can (name it as service.endpoint)")]
+    ProbeNotTcp(String),
     /// Two published endpoints on one host address.
     #[error("host address {0} is published twice")]
     DuplicatePublish(SocketAddr),
@@ -922,6 +988,36 @@ mod tests {
         ));
         plan.published.pop();
         plan.validate().unwrap();
+        plan.add_service("gateway", vec![]).unwrap();
+        assert!(matches!(plan.validate(), Err(PlanError::ReservedName(_))));
+    }
+
+    #[test]
+    fn probes_name_tcp_endpoints_once() {
+        let mut plan = guestbook();
+        plan.probe("web").unwrap();
+        plan.probe("web.http").unwrap();
+        assert_eq!(plan.probes.len(), 1);
+        assert_eq!(
+            plan.probes[0].capability().to_string(),
+            "gateway -> web.http"
+        );
+        assert!(plan.gateway_reaches("web", "http"));
+        assert!(!plan.gateway_reaches("db", "kv"));
+        assert!(matches!(
+            plan.probe("db.stats"),
+            Err(PlanError::ProbeNotTcp(_))
+        ));
+        assert!(matches!(
+            plan.probe("db.nope"),
+            Err(PlanError::UnknownEndpoint { .. })
+        ));
+        assert!(matches!(
+            plan.probe("nobody"),
+            Err(PlanError::UnknownService { .. })
+        ));
+        plan.validate().unwrap();
+        // Probes need the gateway, whose name is then reserved.
         plan.add_service("gateway", vec![]).unwrap();
         assert!(matches!(plan.validate(), Err(PlanError::ReservedName(_))));
     }

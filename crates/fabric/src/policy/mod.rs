@@ -166,10 +166,14 @@ impl Policy {
             policy.reach.insert(key2(provider.port, consumer_ip));
         }
         let gw_ip = plan.gateway.ipv4;
-        // The gateway holds a capability to each published endpoint, and may ARP its provider
-        // (and be ARPed by it).
-        for p in &plan.published {
-            let cap = p.capability();
+        // The gateway holds a capability to each published endpoint and each endpoint the
+        // supervisor probes, and may ARP its provider (and be ARPed by it): nothing else.
+        let gateway_caps = plan
+            .published
+            .iter()
+            .map(|p| p.capability())
+            .chain(plan.probes.iter().map(|p| p.capability()));
+        for cap in gateway_caps {
             if policy.cap_ids.contains_key(&cap) {
                 continue;
             }
@@ -391,5 +395,30 @@ mod tests {
         // The gateway exists for web (egress) only.
         assert_eq!(p.arp_answer(web, ip(1)), Some(p.gateway().mac));
         assert_eq!(p.arp_answer(db, ip(1)), None);
+    }
+
+    #[test]
+    fn a_probed_endpoint_is_the_gateways_only() {
+        let mut plan = plan();
+        plan.probe("db.kv").unwrap();
+        let p = Policy::compile(plan).unwrap();
+        let (web, db, other) = (PortId(0), PortId(1), PortId(2));
+        let ip = |n| Ipv4Addr::new(10, 77, 0, n);
+        let cap = p.capability(PortId::GATEWAY, 6, ip(3), 6379).unwrap();
+        assert_eq!(p.cap(cap).cap.to_string(), "gateway -> db.kv");
+        // Not db's other endpoint, nor anyone else.
+        assert!(p.capability(PortId::GATEWAY, 17, ip(3), 53).is_none());
+        assert!(p.capability(PortId::GATEWAY, 6, ip(2), 6379).is_none());
+        // The gateway and db find each other; other still sees neither; db gets no path to
+        // the gateway (no capability of its own).
+        assert_eq!(
+            p.arp_answer(PortId::GATEWAY, ip(3)),
+            Some(p.port(db).unwrap().mac)
+        );
+        assert_eq!(p.arp_answer(db, ip(1)), Some(p.gateway().mac));
+        assert_eq!(p.arp_answer(other, ip(1)), None);
+        assert_eq!(p.arp_answer(PortId::GATEWAY, ip(4)), None);
+        assert!(p.capability(db, 6, ip(1), 6379).is_none());
+        assert!(p.capability(web, 6, ip(1), 80).is_none());
     }
 }

@@ -126,7 +126,13 @@ impl fmt::Debug for Fabric {
 
 /// What `decide` concluded.
 enum Decision {
-    Forward { to: PortId, cap: CapId, dir: Dir },
+    /// `opens`: the frame opens a connection (the provider is then told who opened it).
+    Forward {
+        to: PortId,
+        cap: CapId,
+        dir: Dir,
+        opens: bool,
+    },
     Answer(ArpRepr),
     Drop(DropReason, Option<CapId>),
 }
@@ -229,7 +235,15 @@ impl Fabric {
         }
         let mut flow = Flow::Frame;
         match self.decide(from, frame, now, &mut flow, out) {
-            Decision::Forward { to, cap, dir } => {
+            Decision::Forward {
+                to,
+                cap,
+                dir,
+                opens,
+            } => {
+                if opens && from == PortId::GATEWAY {
+                    self.introduce(from, to, now, out);
+                }
                 let mac = self.policy.port(to).expect("a connection's port").mac;
                 EthernetFrame::new_unchecked(&mut *frame).set_dst(mac);
                 let stats = &mut self.caps[cap.0 as usize];
@@ -255,6 +269,40 @@ impl Fabric {
                 Verdict::Dropped(reason)
             }
         }
+    }
+
+    /// Tells `to` the MAC of `from` (the gateway), which is opening a connection to it, with an
+    /// ARP reply (unasked: the guest's stack learns from any reply addressed to it). Its answer
+    /// then needs no ARP request of its own, which a guest stack may rate-limit (smoltcp sends
+    /// one a second for all neighbors): without this, a guest that had just asked for a peer
+    /// (web for db, at start) answered a health probe or the first ingress connection up to a
+    /// second late. It says only what the fabric would answer `to` when asked: `from` may open
+    /// this connection, so `to` may reply to it. Guests opening connections to each other
+    /// are not introduced (a provider rarely has just asked for someone else).
+    fn introduce(
+        &mut self,
+        from: PortId,
+        to: PortId,
+        now: Instant,
+        out: &mut impl FnMut(PortId, &[u8]),
+    ) {
+        let (Some(a), Some(b)) = (self.policy.port(from), self.policy.port(to)) else {
+            return;
+        };
+        let repr = ArpRepr {
+            op: ArpOp::Reply,
+            sender_mac: a.mac,
+            sender_ip: a.ipv4,
+            target_mac: b.mac,
+            target_ip: b.ipv4,
+        };
+        let mut buf = [0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
+        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.set_dst(repr.target_mac);
+        eth.set_src(repr.sender_mac);
+        eth.set_ethertype(EtherType::Arp);
+        repr.emit(eth.payload_mut());
+        self.emit(to, None, &buf, now, out);
     }
 
     /// Counts a frame of `len` bytes from `from` that was too large to read whole (the port
@@ -753,6 +801,7 @@ impl Fabric {
                     to: provider,
                     cap,
                     dir: Dir::Orig,
+                    opens: true,
                 }
             }
             Err(Full::Table | Full::Port) => Drop(DropReason::ConntrackFull, Some(cap)),
@@ -793,7 +842,12 @@ impl Fabric {
             let conn = self.conntrack.get_mut(slot);
             conn.expires = now + conn.timeout(&timeouts);
         }
-        Decision::Forward { to, cap, dir }
+        Decision::Forward {
+            to,
+            cap,
+            dir,
+            opens: false,
+        }
     }
 
     /// Forgets the connection in `slot`; if it is an open TCP connection, sends each end a

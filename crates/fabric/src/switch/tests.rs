@@ -497,7 +497,25 @@ fn the_gateway_reaches_published_endpoints_and_answers_egress_only() {
         build::arp_request(&g, ip(3)),
         DropReason::ArpUnreachable,
     );
-    n.forwarded(PortId::GATEWAY, build::tcp(&g, &web, SYN, 1, 0, b""), WEB);
+    // The SYN comes after an unasked ARP reply telling web where the gateway is (so web
+    // answers without an ARP request of its own, which its stack may rate-limit).
+    let syn = build::tcp(&g, &web, SYN, 1, 0, b"");
+    assert_eq!(
+        n.send(PortId::GATEWAY, syn.clone()),
+        Verdict::Forwarded(WEB)
+    );
+    let introduction = build::arp(
+        gw_mac,
+        web.mac,
+        ArpRepr {
+            op: ArpOp::Reply,
+            sender_mac: gw_mac,
+            sender_ip: ip(1),
+            target_mac: web.mac,
+            target_ip: web.ip,
+        },
+    );
+    assert_eq!(n.out, [(WEB, introduction), (WEB, syn)]);
     n.forwarded(
         WEB,
         build::tcp(&web, &g, SYN_ACK, 9, 2, b""),
