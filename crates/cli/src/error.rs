@@ -60,15 +60,37 @@ impl CliError {
     }
 }
 
-/// The error chain on one line, without the `(os error N)` noise.
+/// The error chain on one line, without the `(os error N)` noise (also in messages that come
+/// from the daemon as text).
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
+    let line = e
+        .chain()
         .map(|cause| match cause.downcast_ref::<io::Error>() {
             Some(io) => io_reason(io),
             None => cause.to_string(),
         })
         .collect::<Vec<_>>()
-        .join(": ")
+        .join(": ");
+    without_os_error_numbers(&line)
+}
+
+/// `text` without ` (os error N)`.
+fn without_os_error_numbers(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let after = &rest[at + " (os error ".len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -111,6 +133,16 @@ mod tests {
         assert_eq!(io_reason(&e), "No such file or directory");
         let e = anyhow::Error::from(io::Error::from_raw_os_error(13)).context("cannot write x");
         assert_eq!(one_line(&e), "cannot write x: Permission denied");
+    }
+
+    #[test]
+    fn os_error_numbers_go_from_text_too() {
+        assert_eq!(
+            without_os_error_numbers(
+                "listen: Address already in use (os error 98); x (os error y)"
+            ),
+            "listen: Address already in use; x (os error y)"
+        );
     }
 
     #[test]

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -244,38 +241,13 @@ fn logs_follow_stop_start_stats_and_inspect() {
     home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
 
     // logs -f: lines as they come.
-    let mut follow = home
-        .cmd(&["logs", "-f", "db", "-p", "ops"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let stdout = follow.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let mut wait_line = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !seen.iter().any(|l: &String| l.contains(what)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("no {what:?}; followed:\n{}", seen.join("\n")),
-            }
-        }
-    };
+    let mut follow = Follow::spawn(home.cmd(&["logs", "-f", "db", "-p", "ops"]));
+    let mut wait_line = |what: &str| follow.wait_line(what);
     wait_line("db  | kv: recovered");
     home.ok(&["restart", "db", "-p", "ops"]);
     wait_line("db  | sturdy: restarted on request");
     wait_line("db  | sturdy: started instance 2");
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(follow);
 
     // stop / start web: stopped stays stopped, connections fail; started serves again.
     home.wait_state("ops", "db", "healthy", Duration::from_secs(20));
