@@ -1,6 +1,6 @@
-//! UDP egress through the gateway, at the frame level: the test plays the guest on its fabric
-//! port (no test guest sends UDP to an egress capability), and a host UDP echo server on
-//! 127.0.0.1 plays the outside. Needs no KVM.
+//! UDP egress through the gateway. At the frame level, the test plays the guest on its fabric
+//! port (needs no KVM); end to end, the `udpclient` unikernel sends to its egress capability.
+//! A host UDP echo server on 127.0.0.1 plays the outside.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::fabric;
+use common::{boot, end, fabric, finish, Boot};
 use sturdy_fabric::port::FabricHandle;
 use sturdy_fabric::wire::build::{self, Host};
 use sturdy_fabric::wire::{EthernetFrame, IpProtocol, Ipv4Packet, UdpPacket};
@@ -185,4 +185,61 @@ fn nothing_undeclared_passes() {
     gw.apply(&plan).unwrap();
     client.send_udp(40000, Ipv4Addr::LOCALHOST, port, b"three");
     assert_eq!(client.recv_udp().unwrap().3, b"three");
+}
+
+#[test]
+fn a_unikernel_reaches_its_udp_egress_and_nothing_else() {
+    let (port, heard) = echo_server();
+    let plan = {
+        let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+        plan.add_service("client", vec![]).unwrap();
+        plan.grant_egress("client", "peer", Ipv4Addr::LOCALHOST, port, Proto::Udp)
+            .unwrap();
+        plan
+    };
+    let (handle, gw, ends) = fabric(&plan);
+    let client = boot(
+        &plan,
+        "client",
+        "udpclient",
+        end(&ends, "client"),
+        Boot::default(),
+    );
+    let (status, output) = finish(client, Duration::from_secs(60));
+    assert_eq!(status, Some(0), "the client failed:\n{output}");
+    assert!(output.contains("SUCCESS"), "{output}");
+    // Every datagram went out from one host socket (one flow) and came back.
+    let heard = heard.lock().unwrap().clone();
+    assert!(heard.len() >= 20, "{heard:?}");
+    assert!(heard.iter().all(|a| *a == heard[0]), "{heard:?}");
+    let stats = gw.stats();
+    assert_eq!(stats.udp_flows, 1);
+    assert!(stats.udp_out >= 20 && stats.udp_in >= 20, "{stats:?}");
+
+    // Told of a capability it does not hold (egress to another port): nothing goes out.
+    let (other_port, other_heard) = echo_server();
+    let mut told = Plan::new("10.77.0.0/24".parse().unwrap());
+    told.add_service("client", vec![]).unwrap();
+    told.grant_egress(
+        "client",
+        "peer",
+        Ipv4Addr::LOCALHOST,
+        other_port,
+        Proto::Udp,
+    )
+    .unwrap();
+    handle.detach(PortId(0)).unwrap();
+    let (io, theirs) = sturdy_fabric::port::Port::pair().unwrap();
+    handle.attach(PortId(0), io).unwrap();
+    let client = boot(&told, "client", "udpclient", &theirs, Boot::default());
+    drop(theirs);
+    let (status, output) = finish(client, Duration::from_secs(60));
+    assert_eq!(status, Some(1), "the client should fail:\n{output}");
+    assert!(other_heard.lock().unwrap().is_empty());
+    let drops = handle.stats().unwrap().ports[0]
+        .stats
+        .drops
+        .get(DropReason::NoCapability);
+    assert!(drops >= 1, "not counted as no capability");
+    drop(gw);
 }
