@@ -4,32 +4,12 @@
 //! Needs /dev/kvm and the monitor `sturdy-hvt` built next to this test's directory
 //! (`cargo build -p sturdy-hvt`); the guest images are built by the `guests` dev-dependency.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sturdy_daemon::{App, Event, ServiceStatus, State};
-
-/// The monitor built with this test (as crates/fabric/tests/common does).
-fn hvt() -> PathBuf {
-    assert!(
-        Path::new("/dev/kvm").exists(),
-        "this test boots unikernels and needs /dev/kvm (KVM); none found"
-    );
-    let exe = std::env::current_exe().expect("the test's own path");
-    let hvt = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps")
-        .join("sturdy-hvt");
-    assert!(
-        hvt.is_file(),
-        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` first",
-        hvt.display()
-    );
-    hvt
-}
+use testkit::{http, hvt};
 
 /// A fresh state directory for one test.
 fn state_dir(test: &str) -> PathBuf {
@@ -64,21 +44,6 @@ fn wait_until(app: &App, timeout: Duration, what: &str, f: impl Fn(&App) -> bool
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// One HTTP/1.1 request with `Connection: close`; the whole answer.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 fn web_addr(app: &App) -> SocketAddr {

@@ -7,8 +7,10 @@
 //! monitor `sturdy-hvt` next to the `sturdy` binary (`cargo build --workspace --all-targets`).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+pub use testkit::{alive, free_port, stat, wait_for};
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -46,15 +48,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A TCP port free right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Whether something listens on 127.0.0.1:`port`.
 pub fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(
@@ -87,32 +80,9 @@ pub fn guestbook_in(dir: &Path, name: &str, port: u16) -> PathBuf {
     file
 }
 
-/// One HTTP/1.1 request with `Connection: close`; the whole answer.
+/// One HTTP/1.1 request to 127.0.0.1:`port` (see [`testkit::http`]).
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> String {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// `/proc/PID/stat` fields after the command: [0] state, [1] ppid, [19] start time.
-fn stat(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    Some(after.split_whitespace().map(String::from).collect())
-}
-
-/// Whether `pid` runs (a zombie does not).
-pub fn alive(pid: u32) -> bool {
-    stat(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
+    testkit::http(SocketAddr::from(([127, 0, 0, 1], port)), method, path, body)
 }
 
 /// The sturdy-hvt processes whose parent is `parent` (zombies not counted).
@@ -141,15 +111,6 @@ pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
-}
-
-/// Polls `f` until it holds or `timeout` passes (then panics saying `what`).
-pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A state directory with its own daemon (started on demand by the first command that needs

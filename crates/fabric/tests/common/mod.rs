@@ -2,12 +2,7 @@
 //! guest on a fabric port with the boot configuration its plan renders, its console, its end;
 //! and a fabric with its gateway and a port per service.
 //!
-//! The monitor is the `sturdy-hvt` binary of this workspace, found next to the test's own
-//! directory (`target/<profile>/`). Cargo builds a package's binaries for its own integration
-//! tests only (artifact dependencies are unstable), so it must have been built first:
-//! `scripts/test.sh` does (`cargo build --workspace --all-targets`), and so does
-//! `cargo build -p sturdy-hvt`. A missing monitor, like a missing /dev/kvm, fails the test with
-//! what to do.
+//! The monitor is the `sturdy-hvt` built with the tests ([`testkit::hvt`] says how).
 
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
@@ -23,26 +18,7 @@ use std::time::{Duration, Instant};
 use sturdy_fabric::port::{self, FabricHandle, Port};
 use sturdy_fabric::{gateway, Endpoint, Fabric, GatewayHandle, Plan, Proto};
 
-/// The monitor built with this test.
-pub fn hvt() -> PathBuf {
-    assert!(
-        std::path::Path::new("/dev/kvm").exists(),
-        "this test boots unikernels and needs /dev/kvm (KVM); none found"
-    );
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/<test> -> target/<profile>/sturdy-hvt
-    let hvt = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps")
-        .join("sturdy-hvt");
-    assert!(
-        hvt.is_file(),
-        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` (or scripts/test.sh) first",
-        hvt.display()
-    );
-    hvt
-}
+pub use testkit::hvt;
 
 /// A running monitor, killed on drop.
 pub struct Guest(pub Child);

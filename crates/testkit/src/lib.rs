@@ -1,0 +1,127 @@
+//! What sturdy's integration tests share, once: the monitor built with them, one-shot HTTP
+//! requests, free ports, waiting for a condition, and looking at processes in /proc.
+//!
+//! The monitor is the `sturdy-hvt` binary of this workspace, found next to the test's own
+//! directory (`target/<profile>/`). Cargo builds a package's binaries for its own integration
+//! tests only (artifact dependencies are unstable), so it must have been built first:
+//! `scripts/test.sh` does (`cargo build --workspace --all-targets`), and so does
+//! `cargo build -p sturdy-hvt`. A missing monitor, like a missing /dev/kvm, fails the test with
+//! what to do.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The monitor built with this test (and a check that /dev/kvm exists).
+pub fn hvt() -> PathBuf {
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "this test boots unikernels and needs /dev/kvm (KVM); none found"
+    );
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/sturdy-hvt
+    let hvt = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps")
+        .join("sturdy-hvt");
+    assert!(
+        hvt.is_file(),
+        "the monitor is not built at {}: run `cargo build -p sturdy-hvt` (or scripts/test.sh) first",
+        hvt.display()
+    );
+    hvt
+}
+
+/// A TCP port of 127.0.0.1 free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request to `addr` with `Connection: close` (and a form body); the whole
+/// answer, or what came before the connection broke.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Polls `f` every 20 ms until it holds; panics saying `what` after `timeout`.
+pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The fields of /proc/`pid`/stat after the command: `[0]` state, `[1]` ppid, `[19]` start
+/// time. `None` if there is no such process.
+pub fn stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may hold spaces and parentheses: split after the last ')'.
+    let after = stat.rsplit_once(')')?.1;
+    Some(after.split_whitespace().map(String::from).collect())
+}
+
+/// Whether `pid` runs (a zombie, dead but not yet reaped, does not).
+pub fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
+}
+
+/// The live processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_found() {
+        let me = std::process::id();
+        assert!(alive(me));
+        assert_eq!(
+            stat(me).unwrap()[1],
+            std::os::unix::process::parent_id().to_string()
+        );
+        assert!(!alive(u32::MAX));
+        assert!(processes_mentioning("testkit").contains(&me));
+    }
+
+    #[test]
+    fn wait_for_returns_once_true() {
+        let mut n = 0;
+        wait_for(Duration::from_secs(1), "three calls", || {
+            n += 1;
+            n == 3
+        });
+        assert_eq!(n, 3);
+    }
+}
