@@ -119,16 +119,7 @@ fn after_the_daemon_is_killed_the_next_command_brings_the_app_back_once() {
     assert_eq!(now.len(), 2, "{now:?}");
     // No duplicate anywhere: the only monitor using this volume is the new db.
     let volume = home.dir.join("apps/killed/volumes/data.img");
-    let users: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| {
-            alive(*pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*volume.to_string_lossy()))
-        })
-        .collect();
+    let users = testkit::processes_mentioning(&volume.to_string_lossy());
     assert_eq!(users.len(), 1, "{users:?}");
     assert!(now.contains(&users[0]));
     wait_for(
@@ -136,6 +127,14 @@ fn after_the_daemon_is_killed_the_next_command_brings_the_app_back_once() {
         "the entry after the restart",
         || http(port, "GET", "/entries", "").contains("survives-sigkill"),
     );
+    // The consoles of before the crash are still there, then the new instances'.
+    let logs = home.ok(&["logs", "db", "-p", "killed"]);
+    let before = monitors
+        .iter()
+        .find_map(|pid| logs.find(&format!("sturdy: started instance 1 (pid {pid})")))
+        .unwrap_or_else(|| panic!("no line of the old db in:\n{logs}"));
+    let after = logs.rfind("sturdy: started instance 1 (pid ").unwrap();
+    assert!(before < after, "{logs}");
     home.ok(&["down", "-p", "killed", "--volumes"]);
 }
 
@@ -262,6 +261,23 @@ fn logs_follow_stop_start_stats_and_inspect() {
         "restarted by policy"
     );
     assert!(!http(port, "GET", "/health", "").contains("200 OK"));
+    // It stays stopped across a daemon crash: the next daemon brings back db only.
+    let daemon = home.daemon_pid().unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &daemon.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(Duration::from_secs(5), "the daemon to die", || {
+        !alive(daemon)
+    });
+    home.ok(&["ps"]);
+    home.wait_state("ops", "db", "healthy", Duration::from_secs(20));
+    let web = home.service("ops", "web");
+    assert_eq!(
+        (web["state"].as_str(), web["instance"].as_u64()),
+        (Some("stopped"), Some(0))
+    );
     let out = home.ok(&["start", "web", "-p", "ops"]);
     assert!(out.starts_with("web started (pid "), "{out}");
     home.wait_state("ops", "web", "healthy", Duration::from_secs(20));

@@ -1,8 +1,12 @@
 //! Console output kept per service: a bounded ring of the last lines of every instance's
 //! stdout and stderr (and the supervisor's own notes), each with its UTC time. It belongs to
-//! the service, so it survives its instances.
+//! the service, so it survives its instances; with a file ([`Console::with_file`]) it also
+//! survives the supervisor: every line is appended to it, and a new console starts from its end.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bytes kept per service by default.
@@ -16,6 +20,39 @@ pub struct Console {
     lines: VecDeque<String>,
     /// Lines ever pushed (the sequence number of the next one).
     pushed: u64,
+    file: Option<LogFile>,
+}
+
+/// The file a console's lines are appended to: `NAME.log`, rotated to `NAME.log.1` when it
+/// passes its limit, so at most about twice the limit is on disk.
+#[derive(Debug)]
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    limit: u64,
+}
+
+impl LogFile {
+    fn write(&mut self, entry: &str) {
+        if self.bytes >= self.limit {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            let _ = std::fs::rename(&self.path, old);
+            match File::options().create(true).append(true).open(&self.path) {
+                Ok(f) => {
+                    self.file = f;
+                    self.bytes = 0;
+                }
+                // Keep appending to the renamed file rather than lose lines.
+                Err(_) => self.bytes = 0,
+            }
+        }
+        // A full disk must not stop the service: the line stays in memory.
+        if self.file.write_all(format!("{entry}\n").as_bytes()).is_ok() {
+            self.bytes += entry.len() as u64 + 1;
+        }
+    }
 }
 
 impl Console {
@@ -26,7 +63,36 @@ impl Console {
             bytes: 0,
             lines: VecDeque::new(),
             pushed: 0,
+            file: None,
         }
+    }
+
+    /// A console keeping at most `capacity` bytes in memory that also appends every line to
+    /// `path` (rotated at 4 x `capacity`), starting with the last lines already there (and in
+    /// its rotated predecessor): those of a previous supervisor.
+    pub fn with_file(capacity: usize, path: &Path) -> std::io::Result<Console> {
+        let mut console = Console::new(capacity);
+        let mut old = path.to_path_buf().into_os_string();
+        old.push(".1");
+        for earlier in [Path::new(&old), path] {
+            if let Ok(text) = std::fs::read_to_string(earlier) {
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    console.keep(line.to_string());
+                }
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = File::options().create(true).append(true).open(path)?;
+        let bytes = file.metadata()?.len();
+        console.file = Some(LogFile {
+            path: path.to_path_buf(),
+            file,
+            bytes,
+            limit: 4 * capacity as u64,
+        });
+        Ok(console)
     }
 
     /// Adds `line` from `stream` (`stdout`, `stderr`, `sturdy`), stamped with the time now;
@@ -44,6 +110,17 @@ impl Console {
                 cut -= 1;
             }
             entry.truncate(cut);
+        }
+        if let Some(file) = &mut self.file {
+            file.write(&entry);
+        }
+        self.keep(entry);
+    }
+
+    /// Adds a whole entry (`TIME STREAM TEXT`) to the ring.
+    fn keep(&mut self, entry: String) {
+        if entry.len() > self.capacity {
+            return;
         }
         self.bytes += entry.len();
         self.lines.push_back(entry);
@@ -151,6 +228,40 @@ mod tests {
         assert_eq!(now, seen + 20);
         assert_eq!(lines, c.lines());
         assert!(lines.last().unwrap().ends_with("line 19"));
+    }
+
+    #[test]
+    fn a_console_with_a_file_starts_where_the_last_one_ended_and_rotates() {
+        let dir = std::env::temp_dir().join(format!("sturdy-console-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("logs/web.log");
+        {
+            let mut c = Console::with_file(100, &path).unwrap();
+            c.push_at(UNIX_EPOCH, "stdout", "before the crash");
+        }
+        let mut c = Console::with_file(100, &path).unwrap();
+        assert_eq!(
+            c.lines(),
+            ["1970-01-01T00:00:00.000Z stdout before the crash"]
+        );
+        // Followers start after what was loaded... and see what is pushed next.
+        let (old, seen) = c.lines_after(0);
+        assert_eq!(old.len(), 1);
+        c.push_at(UNIX_EPOCH, "stderr", "after");
+        assert_eq!(c.lines_after(seen).0.len(), 1);
+        // 4 x 100 bytes on file, then rotated: both files hold at most ~2 x the limit.
+        for i in 0..40 {
+            c.push_at(UNIX_EPOCH, "stdout", &format!("line {i}"));
+        }
+        let rotated = dir.join("logs/web.log.1");
+        assert!(rotated.is_file());
+        let on_disk =
+            std::fs::metadata(&path).unwrap().len() + std::fs::metadata(&rotated).unwrap().len();
+        assert!(on_disk <= 2 * 400 + 100, "{on_disk}");
+        let again = Console::with_file(100, &path).unwrap();
+        assert!(again.lines().last().unwrap().ends_with("line 39"));
+        assert!(again.bytes() <= 100);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -259,8 +259,9 @@ impl Daemon {
             }
         };
         for r in records {
+            let stopped = self.store.stopped(&r.name).unwrap_or_default();
             match Plan::from_json(&r.plan) {
-                Ok(plan) => match self.start(plan, r.created_at) {
+                Ok(plan) => match self.start(plan, r.created_at, stopped) {
                     Ok(_) => log(&format!("started {} again", r.name)),
                     Err(e) => log(&format!("cannot start {} again: {e}", r.name)),
                 },
@@ -274,10 +275,16 @@ impl Daemon {
     }
 
     /// Creates `plan`'s application and records its monitors as they start.
-    fn start(&self, plan: Plan, created_at: String) -> Result<Arc<App>, crate::Error> {
+    fn start(
+        &self,
+        plan: Plan,
+        created_at: String,
+        stopped: Vec<String>,
+    ) -> Result<Arc<App>, crate::Error> {
         let (events, recorded) = mpsc::channel();
         let options = Options {
             events: Some(events),
+            stopped,
             ..Default::default()
         };
         let app = Arc::new(App::create(
@@ -538,8 +545,13 @@ async fn up(Axum(d): Axum<Arc<Daemon>>, Json(req): Json<UpRequest>) -> ApiResult
         })
         .map_err(internal)?;
     let daemon = d.clone();
-    let started =
-        blocking(move || daemon.start(plan.clone(), created_at).map(|a| (a, plan))).await?;
+    let _ = d.store.clear_stopped(&name);
+    let started = blocking(move || {
+        daemon
+            .start(plan.clone(), created_at, Vec::new())
+            .map(|a| (a, plan))
+    })
+    .await?;
     match started {
         Ok((app, plan)) => {
             log(&format!("started {name}"));
@@ -580,6 +592,8 @@ async fn down(
         log(&format!("stopped {name}"));
     }
     d.store.remove_app(&name).map_err(internal)?;
+    // Its consoles go with it (they outlive daemons, not the application).
+    let _ = std::fs::remove_dir_all(d.app_dir(&name).join("logs"));
     let mut volumes_removed = Vec::new();
     if q.volumes {
         if let Ok(dir) = std::fs::read_dir(&volumes_dir) {
@@ -591,9 +605,9 @@ async fn down(
             }
         }
         let _ = std::fs::remove_dir(&volumes_dir);
-        let _ = std::fs::remove_dir(d.app_dir(&name));
         volumes_removed.sort();
     }
+    let _ = std::fs::remove_dir(d.app_dir(&name));
     Ok(Json(DownInfo {
         name,
         was_running,
@@ -619,6 +633,13 @@ async fn act(
             ))
         }
     };
+    if result.is_ok() {
+        // What the operator asked for outlives this daemon.
+        let stopped = action == "stop";
+        if let Err(e) = d.store.set_stopped(&name, &service, stopped) {
+            log(&e.to_string());
+        }
+    }
     result.map_err(|e| match e {
         crate::Error::Config(why) => ApiError(StatusCode::NOT_FOUND, why),
         other => ApiError(StatusCode::CONFLICT, format!("{action} {service}: {other}")),

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS apps (
@@ -24,6 +24,12 @@ CREATE TABLE IF NOT EXISTS instances (
     pid         INTEGER NOT NULL,
     start_ticks INTEGER NOT NULL,  -- field 22 of /proc/PID/stat: pid + this = one process
     instance    INTEGER NOT NULL,
+    PRIMARY KEY (app, service)
+);
+-- Services stopped by `sturdy stop`: they stay stopped when the daemon brings the app back.
+CREATE TABLE IF NOT EXISTS stopped (
+    app     TEXT NOT NULL,
+    service TEXT NOT NULL,
     PRIMARY KEY (app, service)
 );
 ";
@@ -121,10 +127,11 @@ impl Store {
         })
     }
 
-    /// Forgets application `name` and its instances.
+    /// Forgets application `name`, its instances and stopped services.
     pub fn remove_app(&self, name: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute("DELETE FROM instances WHERE app = ?1", params![name])?;
+            c.execute("DELETE FROM stopped WHERE app = ?1", params![name])?;
             c.execute("DELETE FROM apps WHERE name = ?1", params![name])
                 .map(drop)
         })
@@ -210,6 +217,35 @@ impl Store {
         })
     }
 
+    /// Records whether `app`'s `service` was stopped on request.
+    pub fn set_stopped(&self, app: &str, service: &str, stopped: bool) -> Result<(), StoreError> {
+        self.with(|c| {
+            let sql = if stopped {
+                "INSERT OR IGNORE INTO stopped (app, service) VALUES (?1, ?2)"
+            } else {
+                "DELETE FROM stopped WHERE app = ?1 AND service = ?2"
+            };
+            c.execute(sql, params![app, service]).map(drop)
+        })
+    }
+
+    /// The services of `app` stopped on request.
+    pub fn stopped(&self, app: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut q = c.prepare("SELECT service FROM stopped WHERE app = ?1 ORDER BY service")?;
+            let rows = q.query_map(params![app], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets that any service of `app` was stopped.
+    pub fn clear_stopped(&self, app: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM stopped WHERE app = ?1", params![app])
+                .map(drop)
+        })
+    }
+
     /// Forgets every monitor of `app`.
     pub fn clear_instances(&self, app: &str) -> Result<(), StoreError> {
         self.with(|c| {
@@ -260,7 +296,14 @@ mod tests {
         s.put_instance(&newer, 2).unwrap();
         s.remove_instance("guestbook", "db", 42).unwrap();
         assert_eq!(s.instances().unwrap(), vec![newer]);
+        s.set_stopped("guestbook", "web", true).unwrap();
+        s.set_stopped("guestbook", "web", true).unwrap();
+        assert_eq!(s.stopped("guestbook").unwrap(), ["web"]);
+        s.set_stopped("guestbook", "web", false).unwrap();
+        assert!(s.stopped("guestbook").unwrap().is_empty());
+        s.set_stopped("guestbook", "db", true).unwrap();
         s.remove_app("guestbook").unwrap();
+        assert!(s.stopped("guestbook").unwrap().is_empty());
         assert!(s.apps().unwrap().is_empty());
         assert!(s.instances().unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);

@@ -45,6 +45,9 @@ pub struct Options {
     /// Where to send [`Event`]s (instances started, services becoming healthy), for progress
     /// shown while starting and for recording monitors; `None`: nowhere.
     pub events: Option<Sender<Event>>,
+    /// Services to create stopped (not started until asked): those an operator stopped
+    /// before the supervisor restarted.
+    pub stopped: Vec<String>,
 }
 
 /// Something that happened to a service, sent to [`Options::events`].
@@ -82,6 +85,7 @@ impl Default for Options {
             dependency_timeout: Duration::from_secs(60),
             console_capacity: DEFAULT_CAPACITY,
             events: None,
+            stopped: Vec::new(),
         }
     }
 }
@@ -338,8 +342,9 @@ impl App {
         }
     }
 
-    /// Creates the volume files under `state_dir/volumes` (sparse, kept if they exist),
-    /// starts the fabric and gateway and the supervision thread, and returns: the services
+    /// Creates the volume files under `state_dir/volumes` (sparse, kept if they exist) and
+    /// opens each service's console log `state_dir/logs/SERVICE.log` (continuing it), starts
+    /// the fabric and gateway and the supervision thread, and returns: the services
     /// are then started in start order, each once its dependencies allow (`service_started`:
     /// the dependency was started; `service_healthy`: its health check passed). Their
     /// progress shows in [`status`](Self::status) and [`Options::events`].
@@ -437,8 +442,11 @@ impl App {
 
         let mut services = Vec::new();
         for s in &plan.services {
-            let networked = match image_has_nic(s) {
-                Ok(n) => n,
+            let log = state_dir.join("logs").join(format!("{}.log", s.name));
+            let console = Console::with_file(options.console_capacity, &log)
+                .map_err(|e| Error::Io(format!("console log {}: {e}", log.display())));
+            let (networked, console) = match image_has_nic(s).and_then(|n| Ok((n, console?))) {
+                Ok(found) => found,
                 Err(e) => {
                     gw.stop();
                     let _ = fabric.stop();
@@ -474,12 +482,16 @@ impl App {
                 args,
                 port,
                 probe_addr,
-                console: Arc::new(Mutex::new(Console::new(options.console_capacity))),
+                console: Arc::new(Mutex::new(console)),
                 tracker: Tracker::new(s.restart, options.backoff),
                 backoff: options.backoff,
                 instance: None,
                 generation: 0,
-                state: State::Created,
+                state: if options.stopped.contains(&s.name) {
+                    State::Stopped
+                } else {
+                    State::Created
+                },
                 restarts: 0,
                 last_exit: None,
                 restart_at: None,
