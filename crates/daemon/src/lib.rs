@@ -18,7 +18,7 @@
 //!   API of [`api`] on a unix socket, recovery after a crash.
 //! - [`client`]: a blocking client of that API.
 //!
-//! No `unsafe` except in [`os`]'s two system calls (inheriting a NIC's fd, signalling a pid).
+//! No `unsafe` except in `os`'s two system calls (inheriting a NIC's fd, signalling a pid).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

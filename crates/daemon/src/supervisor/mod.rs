@@ -4,7 +4,8 @@
 //! services in start order as their dependencies allow, reaps exited instances, restarts them
 //! as their policies say, and carries out stop/start/restart requests. Monitors die with the
 //! thread that spawned them (see `os::inherit`), and this thread lives as long as the
-//! application, so a monitor never outlives its supervisor.
+//! application, so a monitor never outlives its supervisor. That loop is in `run`; each
+//! health-checked service's probes run on a thread of their own (`probe`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,12 +25,11 @@ use crate::restart::{Backoff, Decision, Tracker};
 use crate::stats::{self, ServiceStats};
 use crate::Error;
 
+mod probe;
+mod run;
+
 /// How often the supervisor looks at its monitors when nothing wakes it.
 const TICK: Duration = Duration::from_millis(20);
-/// First probe period after an instance starts; it doubles up to [`START_PROBE_MAX`] until
-/// the first success (then the healthcheck's interval applies).
-const START_PROBE: Duration = Duration::from_millis(10);
-const START_PROBE_MAX: Duration = Duration::from_millis(200);
 /// How long a stop/start/restart request may take before the caller is told.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -534,10 +534,10 @@ impl App {
         });
         let mut threads = Vec::new();
         let sup = shared.clone();
-        threads.push(std::thread::spawn(move || supervise(&sup, &woken)));
+        threads.push(std::thread::spawn(move || run::supervise(&sup, &woken)));
         for (name, _) in &probed {
             let (sh, name) = (shared.clone(), name.clone());
-            threads.push(std::thread::spawn(move || check_health(&sh, &name)));
+            threads.push(std::thread::spawn(move || probe::check_health(&sh, &name)));
         }
         Ok(App {
             name: plan.name.clone(),
@@ -779,267 +779,4 @@ fn image_has_nic(s: &ServicePlan) -> Result<bool, Error> {
         )));
     }
     Ok(has)
-}
-
-/// The supervision loop: starts pending services, carries out requests, reaps exited
-/// monitors, applies restart policies, restarts when due.
-fn supervise(shared: &Shared, woken: &Receiver<()>) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        let mut guard = shared.lock();
-        let inner = &mut *guard;
-        start_pending(shared, inner, now);
-        for s in inner.services.iter_mut() {
-            if let Some(request) = s.request.take() {
-                s.answer = Some(carry_out(shared, s, request));
-            }
-            if let Some(code) = s.instance.as_mut().and_then(Instance::try_exit) {
-                let pid = s.instance.take().map(|i| i.pid).unwrap_or(0);
-                shared.send(Event::Exited {
-                    service: s.plan.name.clone(),
-                    pid,
-                    status: code,
-                });
-                s.last_exit = Some(code);
-                s.healthy_since = None;
-                let decision = s.tracker.on_exit(code, now);
-                let note = match decision {
-                    Decision::Stay => {
-                        s.state = State::Exited(code);
-                        format!("exited with status {code}")
-                    }
-                    Decision::RestartAfter(delay) => {
-                        s.state = State::Restarting;
-                        s.restart_at = Some(now + delay);
-                        format!("exited with status {code}; restarting in {delay:?}")
-                    }
-                    Decision::CrashLoop => {
-                        s.state = State::CrashLoop;
-                        format!(
-                            "exited with status {code}; crash loop after {} restarts: \
-                             no longer restarted",
-                            s.restarts
-                        )
-                    }
-                };
-                s.console.lock().expect("console").push("sturdy", &note);
-            }
-            if s.restart_at.is_some_and(|at| at <= now) {
-                s.restarts += 1;
-                if let Err(e) = shared.launch(s) {
-                    s.restart_at = None;
-                    s.state = State::Exited(s.last_exit.unwrap_or(1));
-                    s.console
-                        .lock()
-                        .expect("console")
-                        .push("sturdy", &format!("restart failed: {e}"));
-                }
-            }
-        }
-        drop(guard);
-        let _ = woken.recv_timeout(TICK);
-    }
-}
-
-/// Carries out `request` on `s`.
-fn carry_out(shared: &Shared, s: &mut Service, request: Request) -> Result<(), String> {
-    let note = |s: &Service, what: &str| s.console.lock().expect("console").push("sturdy", what);
-    match request {
-        Request::Stop => {
-            shared.kill(s);
-            if s.state != State::Created {
-                s.state = State::Stopped;
-            }
-            note(s, "stopped on request");
-            Ok(())
-        }
-        Request::Start | Request::Restart => {
-            if s.state == State::Created {
-                return Err(format!(
-                    "{} is not started yet ({})",
-                    s.plan.name,
-                    s.waiting_for.as_deref().unwrap_or("waiting for its turn")
-                ));
-            }
-            if request == Request::Start && s.instance.is_some() {
-                return Ok(());
-            }
-            shared.kill(s);
-            s.tracker = Tracker::new(s.plan.restart, s.backoff);
-            note(
-                s,
-                if request == Request::Start {
-                    "started on request"
-                } else {
-                    "restarted on request"
-                },
-            );
-            shared.launch(s).map_err(|e| e.to_string())
-        }
-    }
-}
-
-/// Starts the pending services whose dependencies allow, in start order; records a start
-/// error when a dependency failed or timed out.
-fn start_pending(shared: &Shared, inner: &mut Inner, now: Instant) {
-    if inner.start_error.is_some() {
-        return;
-    }
-    let mut i = 0;
-    while i < inner.pending.len() {
-        let index = inner.pending[i];
-        let plan = inner.services[index].plan.clone();
-        let mut waiting = None;
-        for dep in &plan.depends_on {
-            let d = inner
-                .services
-                .iter()
-                .find(|x| x.plan.name == dep.service)
-                .expect("dependencies name services");
-            let failed = d.generation > 0
-                && matches!(
-                    d.state,
-                    State::CrashLoop | State::Exited(_) | State::Stopped
-                );
-            let fail = |why: String| Error::Dependency {
-                service: plan.name.clone(),
-                dependency: dep.service.clone(),
-                why,
-            };
-            if failed && dep.condition == Condition::ServiceHealthy {
-                inner.start_error = Some(fail(format!("it is {} (see its logs)", d.state.name())));
-                return;
-            }
-            let ready = match dep.condition {
-                Condition::ServiceStarted => d.generation > 0,
-                Condition::ServiceHealthy => d.state == State::Healthy,
-            };
-            if ready {
-                continue;
-            }
-            let timeout = shared.dependency_timeout;
-            if dep.condition == Condition::ServiceHealthy
-                && now.saturating_duration_since(shared.created) >= timeout
-            {
-                inner.start_error = Some(fail(format!(
-                    "not healthy after {timeout:?} (it is {}; last probe: {})",
-                    d.state.name(),
-                    d.last_probe_error.as_deref().unwrap_or("none yet")
-                )));
-                return;
-            }
-            waiting = Some(match dep.condition {
-                Condition::ServiceStarted => format!("{} to start", dep.service),
-                Condition::ServiceHealthy => format!("{} to be healthy", dep.service),
-            });
-            break;
-        }
-        let s = &mut inner.services[index];
-        if waiting.is_some() {
-            s.waiting_for = waiting;
-            i += 1;
-            continue;
-        }
-        inner.pending.remove(i);
-        if s.state != State::Created {
-            // Stopped before its turn came: it stays stopped.
-            continue;
-        }
-        if let Err(e) = shared.launch(s) {
-            s.state = State::Exited(1);
-            s.console
-                .lock()
-                .expect("console")
-                .push("sturdy", &format!("start failed: {e}"));
-            inner.start_error = Some(e);
-            return;
-        }
-        // Launched: services after it may wait for it to have started.
-        i = 0;
-    }
-}
-
-/// Probes service `name` while it runs: often right after its instance starts (every 10 ms,
-/// doubling to 200 ms) until it first passes, then every interval; `retries` failures in a row
-/// (after the start period) make it unhealthy.
-fn check_health(shared: &Shared, name: &str) {
-    let (hc, addr) = {
-        let inner = shared.lock();
-        let s = inner.services.iter().find(|s| s.plan.name == name).unwrap();
-        (s.plan.healthcheck.clone().expect("checked"), s.probe_addr)
-    };
-    let Some(gateway) = shared.gateway.lock().expect("gateway").clone() else {
-        return;
-    };
-    let mut next = Instant::now();
-    let mut start_probe = START_PROBE;
-    let mut probed_generation = 0;
-    while !shared.stop.load(Ordering::SeqCst) {
-        if Instant::now() < next {
-            std::thread::sleep(next.saturating_duration_since(Instant::now()).min(TICK));
-            continue;
-        }
-        let (generation, started) = {
-            let inner = shared.lock();
-            let s = inner.services.iter().find(|s| s.plan.name == name).unwrap();
-            match &s.instance {
-                Some(i) => (s.generation, i.started),
-                None => {
-                    drop(inner);
-                    next = Instant::now() + Duration::from_millis(5);
-                    continue;
-                }
-            }
-        };
-        if generation != probed_generation {
-            probed_generation = generation;
-            start_probe = START_PROBE;
-        }
-        let result = match addr {
-            Some(addr) => crate::health::probe(addr, &hc.probe, hc.timeout),
-            None => gateway.probe_tcp(name, hc.port, hc.timeout),
-        };
-        let mut inner = shared.lock();
-        let s = inner
-            .services
-            .iter_mut()
-            .find(|s| s.plan.name == name)
-            .unwrap();
-        if s.generation != generation || s.instance.is_none() {
-            next = Instant::now();
-            continue;
-        }
-        match result {
-            Ok(()) => {
-                s.failures = 0;
-                s.last_probe_error = None;
-                if s.healthy_since.is_none() {
-                    s.healthy_since = Some(Instant::now());
-                    shared.send(Event::Healthy {
-                        service: s.plan.name.clone(),
-                    });
-                    shared.wake();
-                }
-                s.state = State::Healthy;
-            }
-            Err(why) => {
-                s.last_probe_error = Some(why);
-                if started.elapsed() >= hc.start_period {
-                    s.failures += 1;
-                }
-                if s.state == State::Healthy && s.failures >= hc.retries.max(1) {
-                    s.state = State::Unhealthy;
-                    s.healthy_since = None;
-                }
-            }
-        }
-        let wait = if s.healthy_since.is_some() || s.state == State::Unhealthy {
-            hc.interval
-        } else {
-            let wait = start_probe;
-            start_probe = (start_probe * 2).min(START_PROBE_MAX);
-            wait
-        };
-        next = Instant::now() + wait;
-    }
 }

@@ -1,0 +1,181 @@
+//! The supervision loop: the one thread that changes an application's monitors.
+
+use super::*;
+
+/// The supervision loop: starts pending services, carries out requests, reaps exited
+/// monitors, applies restart policies, restarts when due.
+pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        let mut guard = shared.lock();
+        let inner = &mut *guard;
+        start_pending(shared, inner, now);
+        for s in inner.services.iter_mut() {
+            if let Some(request) = s.request.take() {
+                s.answer = Some(carry_out(shared, s, request));
+            }
+            if let Some(code) = s.instance.as_mut().and_then(Instance::try_exit) {
+                let pid = s.instance.take().map(|i| i.pid).unwrap_or(0);
+                shared.send(Event::Exited {
+                    service: s.plan.name.clone(),
+                    pid,
+                    status: code,
+                });
+                s.last_exit = Some(code);
+                s.healthy_since = None;
+                let decision = s.tracker.on_exit(code, now);
+                let note = match decision {
+                    Decision::Stay => {
+                        s.state = State::Exited(code);
+                        format!("exited with status {code}")
+                    }
+                    Decision::RestartAfter(delay) => {
+                        s.state = State::Restarting;
+                        s.restart_at = Some(now + delay);
+                        format!("exited with status {code}; restarting in {delay:?}")
+                    }
+                    Decision::CrashLoop => {
+                        s.state = State::CrashLoop;
+                        format!(
+                            "exited with status {code}; crash loop after {} restarts: \
+                             no longer restarted",
+                            s.restarts
+                        )
+                    }
+                };
+                s.console.lock().expect("console").push("sturdy", &note);
+            }
+            if s.restart_at.is_some_and(|at| at <= now) {
+                s.restarts += 1;
+                if let Err(e) = shared.launch(s) {
+                    s.restart_at = None;
+                    s.state = State::Exited(s.last_exit.unwrap_or(1));
+                    s.console
+                        .lock()
+                        .expect("console")
+                        .push("sturdy", &format!("restart failed: {e}"));
+                }
+            }
+        }
+        drop(guard);
+        let _ = woken.recv_timeout(TICK);
+    }
+}
+
+/// Carries out `request` on `s`.
+fn carry_out(shared: &Shared, s: &mut Service, request: Request) -> Result<(), String> {
+    let note = |s: &Service, what: &str| s.console.lock().expect("console").push("sturdy", what);
+    match request {
+        Request::Stop => {
+            shared.kill(s);
+            if s.state != State::Created {
+                s.state = State::Stopped;
+            }
+            note(s, "stopped on request");
+            Ok(())
+        }
+        Request::Start | Request::Restart => {
+            if s.state == State::Created {
+                return Err(format!(
+                    "{} is not started yet ({})",
+                    s.plan.name,
+                    s.waiting_for.as_deref().unwrap_or("waiting for its turn")
+                ));
+            }
+            if request == Request::Start && s.instance.is_some() {
+                return Ok(());
+            }
+            shared.kill(s);
+            s.tracker = Tracker::new(s.plan.restart, s.backoff);
+            note(
+                s,
+                if request == Request::Start {
+                    "started on request"
+                } else {
+                    "restarted on request"
+                },
+            );
+            shared.launch(s).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Starts the pending services whose dependencies allow, in start order; records a start
+/// error when a dependency failed or timed out.
+fn start_pending(shared: &Shared, inner: &mut Inner, now: Instant) {
+    if inner.start_error.is_some() {
+        return;
+    }
+    let mut i = 0;
+    while i < inner.pending.len() {
+        let index = inner.pending[i];
+        let plan = inner.services[index].plan.clone();
+        let mut waiting = None;
+        for dep in &plan.depends_on {
+            let d = inner
+                .services
+                .iter()
+                .find(|x| x.plan.name == dep.service)
+                .expect("dependencies name services");
+            let failed = d.generation > 0
+                && matches!(
+                    d.state,
+                    State::CrashLoop | State::Exited(_) | State::Stopped
+                );
+            let fail = |why: String| Error::Dependency {
+                service: plan.name.clone(),
+                dependency: dep.service.clone(),
+                why,
+            };
+            if failed && dep.condition == Condition::ServiceHealthy {
+                inner.start_error = Some(fail(format!("it is {} (see its logs)", d.state.name())));
+                return;
+            }
+            let ready = match dep.condition {
+                Condition::ServiceStarted => d.generation > 0,
+                Condition::ServiceHealthy => d.state == State::Healthy,
+            };
+            if ready {
+                continue;
+            }
+            let timeout = shared.dependency_timeout;
+            if dep.condition == Condition::ServiceHealthy
+                && now.saturating_duration_since(shared.created) >= timeout
+            {
+                inner.start_error = Some(fail(format!(
+                    "not healthy after {timeout:?} (it is {}; last probe: {})",
+                    d.state.name(),
+                    d.last_probe_error.as_deref().unwrap_or("none yet")
+                )));
+                return;
+            }
+            waiting = Some(match dep.condition {
+                Condition::ServiceStarted => format!("{} to start", dep.service),
+                Condition::ServiceHealthy => format!("{} to be healthy", dep.service),
+            });
+            break;
+        }
+        let s = &mut inner.services[index];
+        if waiting.is_some() {
+            s.waiting_for = waiting;
+            i += 1;
+            continue;
+        }
+        inner.pending.remove(i);
+        if s.state != State::Created {
+            // Stopped before its turn came: it stays stopped.
+            continue;
+        }
+        if let Err(e) = shared.launch(s) {
+            s.state = State::Exited(1);
+            s.console
+                .lock()
+                .expect("console")
+                .push("sturdy", &format!("start failed: {e}"));
+            inner.start_error = Some(e);
+            return;
+        }
+        // Launched: services after it may wait for it to have started.
+        i = 0;
+    }
+}
