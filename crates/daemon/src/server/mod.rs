@@ -1,6 +1,6 @@
 //! `sturdy daemon`: one per host and state directory. Runs applications ([`App`]), keeps
 //! what is up in SQLite ([`Store`]) and answers the HTTP/JSON API of [`crate::api`] on a
-//! unix socket (`STATE/sturdy.sock`, owner only; the handlers are in [`routes`]).
+//! unix socket (`STATE/sturdy.sock`, owner only; the handlers are in `routes`).
 //!
 //! Crash safety: a monitor dies with the supervision thread that started it, so a killed
 //! daemon leaves no monitor behind; the monitors it recorded are checked anyway when it
