@@ -333,3 +333,56 @@ fn logs_follow_stop_start_stats_and_inspect() {
     assert_eq!(recent.lines().count(), all.lines().count(), "{recent}");
     home.ok(&["down", "-p", "ops", "--volumes"]);
 }
+
+#[test]
+fn an_app_a_new_daemon_cannot_start_shows_as_failed_until_down() {
+    preconditions();
+    let home = Home::new("unrestored");
+    let port = free_port();
+    let yaml = format!(
+        "name: echo\n\
+         services:\n  \
+           echo:\n    \
+             image: {}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             ports: [\"127.0.0.1:{port}:7\"]\n",
+        guests::path("tcpecho").display(),
+    );
+    let dir = home.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
+    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+    let daemon = home.daemon_pid().unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &daemon.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(Duration::from_secs(5), "the daemon to die", || {
+        !alive(daemon)
+    });
+    // Someone else takes the published port meanwhile.
+    wait_for(Duration::from_secs(5), "the port to be free", || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    });
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+
+    let app = home.app("echo");
+    assert_eq!(app["status"], "failed", "{app}");
+    let error = app["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("cannot start it again: ") && error.contains("Address already in use"),
+        "{error}"
+    );
+    let ps = home.ok(&["ps"]);
+    assert!(
+        ps.contains("echo: did not start: cannot start it again"),
+        "{ps}"
+    );
+    assert_eq!(
+        home.ok(&["down", "-p", "echo"]),
+        "echo forgotten (it was not running)\n"
+    );
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]));
+    drop(squatter);
+}

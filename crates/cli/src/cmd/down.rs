@@ -59,6 +59,8 @@ pub fn run(args: &Args, state: &Path, out: &mut dyn Write) -> Result<(), CliErro
     }
     if done.was_running {
         writeln!(out, "{name} stopped")?;
+    } else if done.volumes_removed.is_empty() {
+        writeln!(out, "{name} forgotten (it was not running)")?;
     }
     for v in &done.volumes_removed {
         writeln!(out, "removed volume {v}")?;

@@ -87,6 +87,9 @@ struct Daemon {
     config: Config,
     store: Store,
     apps: Mutex<HashMap<String, Entry>>,
+    /// Applications recorded as up that this daemon could not start again, and why: shown by
+    /// `ps` until `up` or `down`.
+    unrestored: Mutex<HashMap<String, (String, String)>>,
     /// Serializes up and down (each may take a while; two at once on one name would race).
     changes: tokio::sync::Mutex<()>,
     shutdown: tokio::sync::Notify,
@@ -116,6 +119,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         config: config.clone(),
         store,
         apps: Mutex::new(HashMap::new()),
+        unrestored: Mutex::new(HashMap::new()),
         changes: tokio::sync::Mutex::new(()),
         shutdown: tokio::sync::Notify::new(),
     });
@@ -245,13 +249,21 @@ impl Daemon {
         };
         for r in records {
             let stopped = self.store.stopped(&r.name).unwrap_or_default();
-            match Plan::from_json(&r.plan) {
-                Ok(plan) => match self.start(plan, r.created_at, stopped) {
-                    Ok(_) => log(&format!("started {} again", r.name)),
-                    Err(e) => log(&format!("cannot start {} again: {e}", r.name)),
+            let why = match Plan::from_json(&r.plan) {
+                Ok(plan) => match self.start(plan, r.created_at.clone(), stopped) {
+                    Ok(_) => {
+                        log(&format!("started {} again", r.name));
+                        continue;
+                    }
+                    Err(e) => format!("cannot start it again: {e}"),
                 },
-                Err(e) => log(&format!("cannot read the plan of {}: {e}", r.name)),
-            }
+                Err(e) => format!("cannot read its recorded plan: {e}"),
+            };
+            log(&format!("{}: {why}", r.name));
+            self.unrestored
+                .lock()
+                .expect("unrestored")
+                .insert(r.name.clone(), (r.file.clone(), why));
         }
     }
 

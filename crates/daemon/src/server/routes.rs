@@ -133,14 +133,36 @@ pub(super) async fn list(Axum(d): Axum<Arc<Daemon>>) -> Json<Vec<AppInfo>> {
         .iter()
         .map(|(name, e)| app_info(name, &e.app, &e.plan, &e.created_at))
         .collect();
+    apps.extend(unrestored(&d));
     apps.sort_by(|a, b| a.name.cmp(&b.name));
     Json(apps)
+}
+
+/// The applications the daemon could not bring back, as failed ones without services.
+fn unrestored(d: &Daemon) -> Vec<AppInfo> {
+    d.unrestored
+        .lock()
+        .expect("unrestored")
+        .iter()
+        .map(|(name, (file, why))| AppInfo {
+            name: name.clone(),
+            file: file.clone(),
+            status: "failed".into(),
+            error: Some(why.clone()),
+            created_at: String::new(),
+            published: Vec::new(),
+            services: Vec::new(),
+        })
+        .collect()
 }
 
 pub(super) async fn show(
     Axum(d): Axum<Arc<Daemon>>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<AppInfo> {
+    if let Some(failed) = unrestored(&d).into_iter().find(|a| a.name == name) {
+        return Ok(Json(failed));
+    }
     let (app, plan, created_at) = d.entry(&name)?;
     Ok(Json(app_info(&name, &app, &plan, &created_at)))
 }
@@ -174,6 +196,7 @@ pub(super) async fn up(
     let name = plan.name.clone();
     check_name(&name)?;
     let _change = d.changes.lock().await;
+    d.unrestored.lock().expect("unrestored").remove(&name);
     let existing = d
         .apps
         .lock()
@@ -237,8 +260,14 @@ pub(super) async fn down(
     let _change = d.changes.lock().await;
     let entry = d.apps.lock().expect("apps").remove(&name);
     let was_running = entry.is_some();
+    let unrestored = d
+        .unrestored
+        .lock()
+        .expect("unrestored")
+        .remove(&name)
+        .is_some();
     let volumes_dir = d.app_dir(&name).join("volumes");
-    if !(was_running || q.volumes && volumes_dir.is_dir()) {
+    if !(was_running || unrestored || q.volumes && volumes_dir.is_dir()) {
         d.entry(&name)?;
     }
     if let Some(entry) = entry {
