@@ -14,6 +14,7 @@ Examples:
   sturdy ps                                 what runs, healthy or not
   sturdy logs -f web                        follow a service's console
   sturdy restart db                         a new instance of db, its volume kept
+  sturdy capture web -w web.pcap            web's frames as pcap (Ctrl-C stops)
   sturdy down --volumes                     stop the application and delete its data
   sturdy run ./hello-world                  one unikernel, no file
   sturdy config examples/guestbook          the resolved plan of an application
@@ -83,6 +84,10 @@ pub enum Command {
     /// Shows one service in detail
     #[command(after_help = cmd::inspect::EXAMPLES)]
     Inspect(cmd::inspect::Args),
+
+    /// Captures a service's (or a capability's) frames as pcap, for tshark or Wireshark
+    #[command(after_help = cmd::capture::EXAMPLES)]
+    Capture(cmd::capture::Args),
 
     /// Runs one unikernel, no file needed; exits with its status
     #[command(after_help = cmd::run::EXAMPLES)]

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         C::Start(args) => cmd::lifecycle::run(Verb::Start, &args, &state, out),
         C::Stats(args) => cmd::stats::run(&args, &state, out),
         C::Inspect(args) => cmd::inspect::run(&args, &state, out),
+        C::Capture(args) => cmd::capture::run(&args, &state),
         C::Run(args) => cmd::run::run(&args, &state),
         C::Config(args) => cmd::config::run(&args, out),
         C::Graph(args) => cmd::graph::run(&args, out),

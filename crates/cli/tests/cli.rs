@@ -262,6 +262,7 @@ fn help_mentions_every_verb_and_only_real_ones() {
         "start",
         "stats",
         "inspect",
+        "capture",
         "run",
         "config",
         "graph",

@@ -386,3 +386,82 @@ fn an_app_a_new_daemon_cannot_start_shows_as_failed_until_down() {
     assert_eq!(home.json(&["ps"]), serde_json::json!([]));
     drop(squatter);
 }
+
+#[test]
+fn capture_of_a_service_and_of_a_capability_is_read_by_tshark() {
+    preconditions();
+    let home = Home::new("capture");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "cap", port);
+    home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
+    let (web_pcap, db_pcap) = (home.dir.join("web.pcap"), home.dir.join("db.pcap"));
+    let mut web = home
+        .cmd(&[
+            "capture",
+            "web",
+            "-w",
+            web_pcap.to_str().unwrap(),
+            "--duration",
+            "3s",
+        ])
+        .spawn()
+        .unwrap();
+    let mut db = home
+        .cmd(&[
+            "capture",
+            "web",
+            "db.kv",
+            "-w",
+            db_pcap.to_str().unwrap(),
+            "-c",
+            "4",
+        ])
+        .spawn()
+        .unwrap();
+    // Both captures run once their pcap headers are written.
+    wait_for(Duration::from_secs(10), "the captures to start", || {
+        [&web_pcap, &db_pcap]
+            .iter()
+            .all(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= 24))
+    });
+    let posted = http(port, "POST", "/entries", "name=ada&message=captured");
+    assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
+    assert!(db.wait().unwrap().success());
+    assert!(web.wait().unwrap().success());
+
+    let tshark = |file: &std::path::Path, filter: &str, field: &str| {
+        let out = std::process::Command::new("tshark")
+            .args([
+                "-r",
+                file.to_str().unwrap(),
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                field,
+            ])
+            .output()
+            .expect("tshark (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // web's port: the gateway's connection with the request, and web's own to db.
+    let methods = tshark(&web_pcap, "http.request", "http.request.method");
+    assert!(methods.lines().any(|m| m == "POST"), "{methods}");
+    assert!(!tshark(&web_pcap, "tcp.dstport == 6379", "frame.number").is_empty());
+    // The capability: db.kv only, exactly the 4 frames asked for.
+    assert_eq!(tshark(&db_pcap, "", "frame.number").lines().count(), 4);
+    assert!(tshark(&db_pcap, "tcp.port != 6379", "frame.number").is_empty());
+
+    let out = home.run(&["capture", "web", "nope", "-w", "/dev/null", "-p", "cap"]);
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "sturdy: web holds no capability \"nope\" (it holds: db.kv)\n"
+    );
+    home.ok(&["down", "-p", "cap", "--volumes"]);
+}

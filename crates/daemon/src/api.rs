@@ -12,6 +12,7 @@
 //! | DELETE | /v1/apps/{app}                         | `?volumes=true`     | [`DownInfo`]      |
 //! | GET    | /v1/apps/{app}/stats                   |                     | `[ServiceStats]`  |
 //! | GET    | /v1/apps/{app}/logs                    | [`LogsQuery`]       | NDJSON [`LogLine`]|
+//! | GET    | /v1/apps/{app}/capture                 | `?service=&uses=&seconds=&frames=` | pcap stream |
 //! | GET    | /v1/apps/{app}/services/{svc}          |                     | [`InspectInfo`]   |
 //! | POST   | /v1/apps/{app}/services/{svc}/{action} | stop, start, restart| [`AppInfo`]       |
 //!

@@ -167,6 +167,31 @@ impl Client {
         tick: Duration,
         mut each: impl FnMut(Option<&str>) -> bool,
     ) -> Result<(), ClientError> {
+        let mut pending: Vec<u8> = Vec::new();
+        self.chunks(path, tick, |chunk| {
+            let Some(chunk) = chunk else {
+                return each(None);
+            };
+            pending.extend_from_slice(chunk);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line[..end]);
+                if !line.is_empty() && !each(Some(&line)) {
+                    return false;
+                }
+            }
+            true
+        })
+    }
+
+    /// `GET path` answered as a byte stream: `each` gets every chunk as it comes, and `None`
+    /// after every `tick` without one; it returns false to stop. As [`lines`](Self::lines).
+    pub fn chunks(
+        &self,
+        path: &str,
+        tick: Duration,
+        mut each: impl FnMut(Option<&[u8]>) -> bool,
+    ) -> Result<(), ClientError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = Client::new_at(self.socket.clone());
         let path = path.to_string();
@@ -176,8 +201,8 @@ impl Client {
         });
         loop {
             match rx.recv_timeout(tick) {
-                Ok(Ok(Some(line))) => {
-                    if !each(Some(&line)) {
+                Ok(Ok(Some(chunk))) => {
+                    if !each(Some(&chunk)) {
                         return Ok(());
                     }
                 }
@@ -192,11 +217,12 @@ impl Client {
         }
     }
 
-    /// Sends each line of `GET path`'s answer to `tx` until it ends or `tx`'s receiver is gone.
+    /// Sends each chunk of `GET path`'s answer to `tx` until it ends or `tx`'s receiver is
+    /// gone.
     async fn stream(
         &self,
         path: &str,
-        tx: &Sender<Result<Option<String>, ClientError>>,
+        tx: &Sender<Result<Option<Vec<u8>>, ClientError>>,
     ) -> Result<(), ClientError> {
         let response = self.send(Method::GET, path, None).await?;
         let status = response.status();
@@ -209,18 +235,12 @@ impl Client {
                 .to_bytes();
             return Err(api_error(status, &bytes));
         }
-        let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame.map_err(|e| self.transport(e))?.into_data() else {
                 continue;
             };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line[..end]).into_owned();
-                if !line.is_empty() && tx.send(Ok(Some(line))).is_err() {
-                    return Ok(());
-                }
+            if tx.send(Ok(Some(data.to_vec()))).is_err() {
+                return Ok(());
             }
         }
         Ok(())

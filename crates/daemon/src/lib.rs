@@ -11,6 +11,7 @@
 //! - [`console`]: the bounded per-service console that survives instances.
 //!
 //! - [`stats`]: a service's CPU time, memory and fabric counters.
+//! - [`capture`]: packet capture of a service or capability as a pcap stream.
 //!
 //! The daemon process (`sturdy daemon`) is built on these:
 //!
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod capture;
 pub mod client;
 pub mod console;
 pub mod health;

@@ -2,6 +2,7 @@
 //! What several verbs share is here: loading a file, naming the application a verb acts on
 //! ([`Target`]), and formatting sizes and durations.
 
+pub mod capture;
 pub mod completions;
 pub mod config;
 pub mod daemon;

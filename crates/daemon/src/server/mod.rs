@@ -25,10 +25,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use sturdy_compose::Plan;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sturdy_fabric::{Capability, CaptureTarget};
+
 use crate::api::{
     AppInfo, DaemonInfo, DownInfo, ErrorBody, InspectInfo, LogLine, LogsQuery, PublishedInfo,
     ServiceInfo, UpRequest,
 };
+use crate::capture::Streamed;
 use crate::console::timestamp;
 use crate::stats::{self, ServiceStats};
 use crate::store::{AppRecord, InstanceRecord, Store};
@@ -47,6 +52,8 @@ pub const PID_FILE: &str = "daemon.pid";
 const SOCKET_PATH_MAX: usize = 107;
 /// How often `logs --follow` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
+/// How often a capture looks at its limits and its reader.
+const CAPTURE_POLL: Duration = Duration::from_millis(50);
 
 /// How the daemon runs.
 #[derive(Clone, Debug)]
@@ -211,6 +218,7 @@ async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<(), DaemonError> {
         .route("/v1/apps/{app}", get(routes::show).delete(routes::down))
         .route("/v1/apps/{app}/stats", get(routes::app_stats))
         .route("/v1/apps/{app}/logs", get(routes::logs))
+        .route("/v1/apps/{app}/capture", get(routes::capture))
         .route("/v1/apps/{app}/services/{service}", get(routes::inspect))
         .route(
             "/v1/apps/{app}/services/{service}/{action}",

@@ -478,3 +478,105 @@ fn ndjson(line: &LogLine) -> String {
     s.push('\n');
     s
 }
+
+#[derive(Deserialize)]
+pub(super) struct CaptureQuery {
+    service: String,
+    uses: Option<String>,
+    seconds: Option<f64>,
+    frames: Option<u64>,
+}
+
+/// A pcap stream of a service's port, or of one of its capabilities (`uses=db.kv`, or `db`
+/// when db has one endpoint the service may use), until `seconds` or `frames`, or until the
+/// client goes away.
+pub(super) async fn capture(
+    Axum(d): Axum<Arc<Daemon>>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<CaptureQuery>,
+) -> Result<Response, ApiError> {
+    let (app, plan, _) = d.entry(&name)?;
+    let service = service_of(&plan, &q.service)?.name.clone();
+    let target = match &q.uses {
+        None => CaptureTarget::Port(app.port_of(&service).expect("a planned service")),
+        Some(uses) => {
+            let (provider, endpoint) = match uses.split_once('.') {
+                Some((p, e)) => (p, Some(e)),
+                None => (uses.as_str(), None),
+            };
+            let held: Vec<_> = plan
+                .capabilities
+                .iter()
+                .filter(|c| c.consumer == service)
+                .collect();
+            let matching: Vec<_> = held
+                .iter()
+                .filter(|c| c.provider == provider && endpoint.is_none_or(|e| c.endpoint == e))
+                .collect();
+            match matching.as_slice() {
+                [one] => CaptureTarget::Capability(Capability::new(
+                    &one.consumer,
+                    &one.provider,
+                    &one.endpoint,
+                )),
+                [] => {
+                    let names: Vec<String> = held
+                        .iter()
+                        .map(|c| format!("{}.{}", c.provider, c.endpoint))
+                        .collect();
+                    return Err(ApiError(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "{service} holds no capability {uses:?} (it holds: {})",
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                many => {
+                    let names: Vec<String> = many
+                        .iter()
+                        .map(|c| format!("{}.{}", c.provider, c.endpoint))
+                        .collect();
+                    return Err(ApiError(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "{service} holds several capabilities to {uses}: name one of {}",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4096);
+    let frames = Arc::new(AtomicU64::new(0));
+    let sink = Streamed::new(tx.clone(), frames.clone(), q.frames).map_err(internal)?;
+    let id = app.capture(target, Box::new(sink)).map_err(internal)?;
+    let deadline = q
+        .seconds
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.clamp(0.0, 86_400.0)));
+    std::thread::spawn(move || {
+        while !tx.is_closed()
+            && !app.is_stopped()
+            && deadline.is_none_or(|d| Instant::now() < d)
+            && q.frames.is_none_or(|n| frames.load(Ordering::Relaxed) < n)
+        {
+            std::thread::sleep(CAPTURE_POLL);
+        }
+        // The sink goes with the capture, and with `tx` the last sender: the answer ends.
+        app.stop_capture(id);
+    });
+    let stream =
+        tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |chunk| {
+            Ok::<_, Infallible>(Bytes::from(chunk))
+        });
+    Ok((
+        [("content-type", "application/vnd.tcpdump.pcap")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

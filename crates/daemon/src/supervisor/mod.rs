@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sturdy_compose::{Condition, Plan, Probe, ServicePlan};
 use sturdy_fabric::port::{self, FabricHandle, Port};
-use sturdy_fabric::{gateway, Fabric, GatewayHandle, PortId};
+use sturdy_fabric::{gateway, CaptureId, CaptureTarget, Fabric, FrameSink, GatewayHandle, PortId};
 
 use crate::console::{Console, DEFAULT_CAPACITY};
 use crate::instance::Instance;
@@ -654,6 +654,37 @@ impl App {
             .iter()
             .find(|s| s.plan.name == service)
             .map(|s| s.console.clone())
+    }
+
+    /// Starts capturing `target` (a service's port: [`port_of`](Self::port_of); or one of the
+    /// plan's capabilities) into `sink`.
+    pub fn capture(
+        &self,
+        target: CaptureTarget,
+        sink: Box<dyn FrameSink>,
+    ) -> Result<CaptureId, Error> {
+        let fabric = self.shared.fabric.lock().expect("fabric");
+        let fabric = fabric.as_ref().ok_or(Error::Stopped)?;
+        fabric
+            .capture(target, sink)
+            .map_err(|e| Error::Io(format!("capture: {e}")))
+    }
+
+    /// Stops a capture (its sink flushed and dropped).
+    pub fn stop_capture(&self, id: CaptureId) {
+        if let Some(fabric) = self.shared.fabric.lock().expect("fabric").as_ref() {
+            let _ = fabric.stop_capture(id);
+        }
+    }
+
+    /// The fabric port of `service`.
+    pub fn port_of(&self, service: &str) -> Option<PortId> {
+        self.shared
+            .lock()
+            .services
+            .iter()
+            .find(|s| s.plan.name == service)
+            .map(|s| s.port)
     }
 
     /// The host addresses of the application's published endpoints (`service.endpoint`), as
