@@ -331,6 +331,15 @@ fn logs_follow_stop_start_stats_and_inspect() {
     assert_eq!(future, "");
     let recent = home.ok(&["logs", "--since", "10m", "-p", "ops", "-t"]);
     assert_eq!(recent.lines().count(), all.lines().count(), "{recent}");
+    // A follower does not hold the daemon up: `daemon stop` ends it and returns.
+    let mut follower = Follow::spawn(home.cmd(&["logs", "-f", "-p", "ops"]));
+    follower.wait_line("web | ");
+    let started = Instant::now();
+    home.ok(&["daemon", "stop"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(follower.child.wait().unwrap().success());
+    // The next command brings the application back (its daemon was stopped, not it downed).
+    home.wait_state("ops", "web", "healthy", Duration::from_secs(20));
     home.ok(&["down", "-p", "ops", "--volumes"]);
 }
 

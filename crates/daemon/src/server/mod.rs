@@ -227,17 +227,21 @@ async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<(), DaemonError> {
         .with_state(daemon.clone());
     let stop = async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            return daemon.shutdown.notified().await;
-        };
-        tokio::select! {
-            _ = term.recv() => log("SIGTERM: stopping"),
-            _ = int.recv() => log("SIGINT: stopping"),
-            _ = daemon.shutdown.notified() => log("shutdown requested: stopping"),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => log("SIGTERM: stopping"),
+                _ = int.recv() => log("SIGINT: stopping"),
+                _ = daemon.shutdown.notified() => log("shutdown requested: stopping"),
+            },
+            _ => daemon.shutdown.notified().await,
         }
+        // The applications first: that ends the answers that follow them (logs -f, capture,
+        // an attached up), which the graceful shutdown would otherwise wait for forever.
+        let d = daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || d.stop_all()).await;
     };
     axum::serve(listener, router)
         .with_graceful_shutdown(stop)
