@@ -61,6 +61,17 @@ fn main() {
     drop(client_fd);
     let output = client.wait_with_output().expect("client");
     print!("{}", String::from_utf8_lossy(&output.stdout));
+    // A frame the fabric dropped costs the guests a TCP retransmission: say so beside the figure.
+    if let Ok(stats) = handle.stats() {
+        for p in &stats.ports {
+            for (reason, n) in p.stats.drops.nonzero() {
+                eprintln!(
+                    "bench_pair: fabric dropped {n} frames of {} ({reason:?})",
+                    p.service
+                );
+            }
+        }
+    }
     let _ = server.kill();
     let _ = server.wait();
     if !output.status.success() {

@@ -113,7 +113,9 @@ fn filter() -> Result<BpfProgram, String> {
         libc::SYS_madvise,
         libc::SYS_futex,
         libc::SYS_sched_yield,
-        // The NIC I/O thread.
+        // The NIC I/O thread (sendmmsg/recvmmsg: frames in batches on a fabric port's socket).
+        libc::SYS_sendmmsg,
+        libc::SYS_recvmmsg,
         libc::SYS_epoll_wait,
         libc::SYS_epoll_pwait,
         libc::SYS_epoll_ctl,

@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sturdy_abi::ring::*;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -127,6 +128,42 @@ struct NicState {
     nic: RingNic,
     tx_head: u32,
     rx_tail: u32,
+    /// The descriptor is a message socket (SOCK_SEQPACKET or SOCK_DGRAM, e.g. a fabric port):
+    /// frames move in batches, one sendmmsg/recvmmsg for up to [`BATCH`] of them. A TAP takes
+    /// one read or write per frame.
+    batched: bool,
+}
+
+impl NicState {
+    fn new(nic: RingNic) -> NicState {
+        NicState {
+            nic,
+            tx_head: 0,
+            rx_tail: 0,
+            batched: is_message_socket(nic.fd),
+        }
+    }
+}
+
+/// Frames moved by one sendmmsg/recvmmsg.
+const BATCH: usize = 64;
+
+/// Whether `fd` is a socket that keeps message boundaries (so one message is one frame).
+fn is_message_socket(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes (one int) into `ty`, and its size to `len`;
+    // on a descriptor that is no socket it fails with ENOTSOCK and writes nothing.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && (ty == libc::SOCK_SEQPACKET || ty == libc::SOCK_DGRAM)
 }
 
 /// Why the I/O thread stopped the guest.
@@ -170,12 +207,70 @@ pub fn spawn_io_thread(
 
 const DOORBELL_TOKEN: u64 = u64::MAX;
 
+/// The longest the I/O thread polls (rings and NICs) after its last frame before it sleeps.
+/// On this kind of host a sleep and its wake-up cost tens of microseconds of CPU time and more of
+/// latency on each side (an idle vCPU of a nested host halts), and a guest must ring the doorbell
+/// to wake a sleeping thread; a flowing exchange (a TCP window, a request and its response) has
+/// its next frame within a few hundred microseconds. KVM's own halt polling waits as long by
+/// default (200 us).
+const POLL_MAX: Duration = Duration::from_micros(200);
+
+/// How long to poll before sleeping, adapted as KVM adapts its halt polling: a sleep that ended
+/// within the longest window would have been saved by polling, so the window grows (doubling
+/// from [`PollWindow::START`]); a longer sleep means polling only burnt CPU, so it halves. Idle
+/// or sparse traffic thus polls little or not at all; while frames flow it polls the longest.
+#[derive(Debug)]
+struct PollWindow {
+    window: Duration,
+    max: Duration,
+    until: Instant,
+}
+
+impl PollWindow {
+    const START: Duration = Duration::from_micros(10);
+
+    /// `STURDY_IO_POLL_US`, when set, replaces `max` (0: sleep at once), for measurements.
+    fn new(max: Duration) -> PollWindow {
+        let max = std::env::var("STURDY_IO_POLL_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(max, Duration::from_micros);
+        PollWindow {
+            window: Duration::ZERO,
+            max,
+            until: Instant::now(),
+        }
+    }
+
+    /// Work was done at `now`: poll for the window from here.
+    fn start(&mut self, now: Instant) {
+        self.until = now + self.window;
+    }
+
+    /// Whether to keep polling at `now`.
+    fn polling(&self, now: Instant) -> bool {
+        now < self.until
+    }
+
+    /// After a sleep of `slept`, adapts the window.
+    fn slept(&mut self, slept: Duration) {
+        self.window = if slept <= self.max {
+            (self.window * 2).clamp(Self::START, self.max)
+        } else if self.window / 2 >= Self::START {
+            self.window / 2
+        } else {
+            Duration::ZERO
+        };
+    }
+}
+
 /// The I/O thread's state: its epoll set, the host-owned ring indices, the event buffer.
 struct IoThread {
     epoll: Epoll,
     nics: Vec<NicState>,
     events: Vec<EpollEvent>,
     enabled: bool,
+    poll: PollWindow,
 }
 
 fn sys_error(what: &str, e: std::io::Error) -> RingError {
@@ -195,20 +290,13 @@ impl IoThread {
                 EpollEvent::new(EventSet::IN, DOORBELL_TOKEN),
             )
             .map_err(|e| sys_error("epoll_ctl", e))?;
-        let nics = area
-            .nics
-            .iter()
-            .map(|&nic| NicState {
-                nic,
-                tx_head: 0,
-                rx_tail: 0,
-            })
-            .collect();
+        let nics = area.nics.iter().map(|&nic| NicState::new(nic)).collect();
         Ok(IoThread {
             epoll,
             nics,
             events: vec![EpollEvent::default(); 16],
             enabled: false,
+            poll: PollWindow::new(POLL_MAX),
         })
     }
 
@@ -253,6 +341,12 @@ impl IoThread {
                 }
             }
             if progress {
+                self.poll.start(Instant::now());
+                continue;
+            }
+            if self.poll.polling(Instant::now()) {
+                // Other threads of this CPU (the guest's vCPU among them) go first.
+                std::thread::yield_now();
                 continue;
             }
             // Sleep without losing a doorbell: announce, fence, re-check, then wait.
@@ -263,11 +357,13 @@ impl IoThread {
             if !tx_pending {
                 // A full RX ring or a full host socket is retried shortly: the guest may not ring.
                 let timeout = if stalled { 1 } else { -1 };
+                let asleep = Instant::now();
                 match self.epoll.wait(timeout, &mut self.events) {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(sys_error("epoll_wait", e)),
                 }
+                self.poll.slept(asleep.elapsed());
                 let _ = doorbell.read();
             }
             let _ = mem.store_u32(sleeping, 0, Ordering::Relaxed);
@@ -299,31 +395,98 @@ fn drain_tx(
     }
     let mut sent = 0;
     let mut stalled = false;
-    while n.tx_head != tail {
-        let slot = area.slot(n.nic.tx, n.tx_head);
-        let len = mem.load_u32(slot, Ordering::Relaxed).unwrap_or(0);
-        // A frame of a bad length is the guest's loss: it is dropped, never sent.
-        if (14..=n.nic.max_frame).contains(&len) && len <= area.slot_size - SLOT_OFF_FRAME as u32 {
-            let ptr = mem
-                .host_ptr(slot + SLOT_OFF_FRAME, u64::from(len), Access::Read)
-                .map_err(|e| RingError {
-                    handle: n.nic.handle,
-                    what: e.to_string(),
-                })?;
-            // SAFETY: ptr..ptr+len was checked to lie in guest memory; write(2) only reads it.
-            let rc = unsafe { libc::write(n.nic.fd, ptr.cast(), len as usize) };
-            if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-                stalled = true;
-                break;
+    // SAFETY: iovec is a plain C structure for which all-zero is a valid value.
+    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    // Ring index just past frame i of the batch.
+    let mut ends = [0u32; BATCH];
+    while n.tx_head != tail && !stalled {
+        // Gather a batch. A frame of a bad length is the guest's loss: it is dropped, never sent.
+        let mut count = 0;
+        let mut index = n.tx_head;
+        while index != tail && count < BATCH {
+            let slot = area.slot(n.nic.tx, index);
+            let len = mem.load_u32(slot, Ordering::Relaxed).unwrap_or(0);
+            index = index.wrapping_add(1);
+            if (14..=n.nic.max_frame).contains(&len)
+                && len <= area.slot_size - SLOT_OFF_FRAME as u32
+            {
+                let ptr = mem
+                    .host_ptr(slot + SLOT_OFF_FRAME, u64::from(len), Access::Read)
+                    .map_err(|e| RingError {
+                        handle: n.nic.handle,
+                        what: e.to_string(),
+                    })?;
+                iov[count] = libc::iovec {
+                    iov_base: ptr.cast(),
+                    iov_len: len as usize,
+                };
+                ends[count] = index;
+                count += 1;
             }
         }
-        n.tx_head = n.tx_head.wrapping_add(1);
-        sent += 1;
+        let (done, would_block) = send_frames(n.nic.fd, &iov[..count], n.batched);
+        stalled = would_block;
+        // Up to the last frame handled (sent, or refused by the host and dropped); bad frames
+        // after it go too unless the host stalled before them.
+        let new_head = match done {
+            _ if done == count && !stalled => index,
+            0 => n.tx_head,
+            d => ends[d - 1],
+        };
+        sent += new_head.wrapping_sub(n.tx_head) as usize;
+        n.tx_head = new_head;
     }
     if sent > 0 {
         let _ = mem.store_u32(n.nic.tx + RING_OFF_HEAD, n.tx_head, Ordering::Release);
     }
     Ok((sent, stalled))
+}
+
+/// Writes `frames` (iovecs into checked guest memory) to `fd`, one message each. Returns how
+/// many were handled (sent, or dropped on an error other than EAGAIN, as a NIC drops what its
+/// link refuses) and whether the host would block (the rest stays queued).
+fn send_frames(fd: RawFd, frames: &[libc::iovec], batched: bool) -> (usize, bool) {
+    let mut done = 0;
+    while done < frames.len() {
+        let rest = &frames[done..];
+        let rc: isize = if batched {
+            // SAFETY: plain C structures for which all-zero is a valid value.
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (m, f) in msgs.iter_mut().zip(rest) {
+                m.msg_hdr.msg_iov = (f as *const libc::iovec).cast_mut();
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: each of the first rest.len() (<= BATCH) headers points at one iovec
+            // describing a frame in guest memory checked readable by the caller; sendmmsg
+            // only reads through them. MSG_NOSIGNAL: a closed peer is EPIPE, not a signal.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    rest.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            rc as isize
+        } else {
+            // SAFETY: the iovec describes a frame in guest memory checked readable by the
+            // caller; write(2) only reads it.
+            let rc = unsafe { libc::write(fd, rest[0].iov_base, rest[0].iov_len) };
+            if rc < 0 {
+                -1
+            } else {
+                1
+            }
+        };
+        if rc > 0 {
+            done += rc as usize;
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            return (done, true);
+        } else {
+            done += 1;
+        }
+    }
+    (done, false)
 }
 
 /// Reads frames from `n`'s host descriptor into its RX ring. Returns (frames, ring is full).
@@ -347,29 +510,78 @@ fn fill_rx(
     }
     let room = (area.slot_size - SLOT_OFF_FRAME as u32).min(n.nic.max_frame);
     let mut received = 0;
+    // SAFETY: iovec is a plain C structure for which all-zero is a valid value.
+    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut lens = [0usize; BATCH];
     while used < area.slots {
-        let slot = area.slot(n.nic.rx, n.rx_tail);
-        let ptr = mem
-            .host_ptr(slot + SLOT_OFF_FRAME, u64::from(room), Access::Write)
-            .map_err(|e| RingError {
-                handle: n.nic.handle,
-                what: e.to_string(),
-            })?;
-        // SAFETY: ptr..ptr+room was checked to lie in guest memory the monitor may write;
-        // read(2) writes at most `room` bytes there.
-        let rc = unsafe { libc::read(n.nic.fd, ptr.cast(), room as usize) };
-        if rc <= 0 {
+        let want = ((area.slots - used) as usize).min(if n.batched { BATCH } else { 1 });
+        for (i, v) in iov[..want].iter_mut().enumerate() {
+            let slot = area.slot(n.nic.rx, n.rx_tail.wrapping_add(i as u32));
+            let ptr = mem
+                .host_ptr(slot + SLOT_OFF_FRAME, u64::from(room), Access::Write)
+                .map_err(|e| RingError {
+                    handle: n.nic.handle,
+                    what: e.to_string(),
+                })?;
+            *v = libc::iovec {
+                iov_base: ptr.cast(),
+                iov_len: room as usize,
+            };
+        }
+        let got = recv_frames(n.nic.fd, &iov[..want], &mut lens, n.batched);
+        // An empty message is no frame: the peer's end of stream (a socket returns them once
+        // its peer has closed, filling the batch), never published to the guest.
+        let frames = lens[..got].iter().take_while(|&&l| l > 0).count();
+        for &len in &lens[..frames] {
+            let slot = area.slot(n.nic.rx, n.rx_tail);
+            let _ = mem.store_u32(slot, len as u32, Ordering::Relaxed);
+            n.rx_tail = n.rx_tail.wrapping_add(1);
+        }
+        used += frames as u32;
+        received += frames;
+        if frames < want {
             break;
         }
-        let _ = mem.store_u32(slot, rc as u32, Ordering::Relaxed);
-        n.rx_tail = n.rx_tail.wrapping_add(1);
-        used += 1;
-        received += 1;
     }
     if received > 0 {
         let _ = mem.store_u32(n.nic.rx + RING_OFF_TAIL, n.rx_tail, Ordering::Release);
     }
     Ok((received, used == area.slots))
+}
+
+/// Reads up to `bufs.len()` messages from `fd` without waiting, message `i` into `bufs[i]`
+/// (cut to its size, as read(2) cuts), its length into `lens[i]`. Returns how many were read.
+fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batched: bool) -> usize {
+    if !batched {
+        // SAFETY: the iovec describes guest memory checked writable by the caller; read(2)
+        // writes at most iov_len bytes there.
+        let rc = unsafe { libc::read(fd, bufs[0].iov_base, bufs[0].iov_len) };
+        lens[0] = rc.max(0) as usize;
+        return usize::from(rc > 0);
+    }
+    // SAFETY: plain C structures for which all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (m, b) in msgs.iter_mut().zip(bufs) {
+        m.msg_hdr.msg_iov = (b as *const libc::iovec).cast_mut();
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: each of the first bufs.len() (<= BATCH) headers points at one iovec describing
+    // guest memory checked writable by the caller; the kernel writes at most iov_len bytes to
+    // each and fills in msg_len and msg_flags. No address or control buffer is given.
+    let rc = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            bufs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    let got = rc.max(0) as usize;
+    for (len, m) in lens.iter_mut().zip(&msgs[..got]) {
+        *len = m.msg_len as usize;
+    }
+    got
 }
 
 #[cfg(test)]
@@ -395,11 +607,8 @@ mod tests {
         let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
         area.write_header(&mem).unwrap();
         let nic = area.nics[0];
-        let mut st = NicState {
-            nic,
-            tx_head: 0,
-            rx_tail: 0,
-        };
+        let mut st = NicState::new(nic);
+        assert!(st.batched, "a datagram socket moves frames in batches");
 
         // Guest queues two frames, one of a bad length (dropped).
         let frame = [0xabu8; 60];
@@ -441,5 +650,62 @@ mod tests {
         mem.store_u32(nic.rx + RING_OFF_HEAD, 100, Ordering::Release)
             .unwrap();
         assert!(fill_rx(&mem, &area, &mut st).is_err());
+    }
+
+    #[test]
+    fn a_full_host_socket_keeps_the_rest_queued_in_order() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
+        let mut st = NicState::new(area.nics[0]);
+        let tx = area.nics[0].tx;
+        // A full ring of 1514-byte frames, numbered, with one of a bad length among them.
+        for i in 0..SLOTS {
+            let slot = area.slot(tx, i);
+            let len = if i == 5 { 3 } else { 1514 };
+            mem.store_u32(slot, len, Ordering::Relaxed).unwrap();
+            mem.setup_write(slot + 4, &i.to_le_bytes()).unwrap();
+        }
+        mem.store_u32(tx + RING_OFF_TAIL, SLOTS, Ordering::Release)
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..SLOTS {
+            let (_, stalled) = drain_tx(&mem, &area, &mut st).unwrap();
+            while let Ok(n) = ours.recv(&mut buf) {
+                assert_eq!(n, 1514);
+                seen.push(u32::from_le_bytes(buf[..4].try_into().unwrap()));
+            }
+            if !stalled {
+                break;
+            }
+        }
+        let want: Vec<u32> = (0..SLOTS).filter(|&i| i != 5).collect();
+        assert_eq!(seen, want, "every good frame once, in order");
+        assert_eq!(st.tx_head, SLOTS);
+    }
+
+    #[test]
+    fn the_poll_window_grows_while_frames_flow_and_shrinks_when_idle() {
+        let max = Duration::from_micros(200);
+        let mut p = PollWindow {
+            window: Duration::ZERO,
+            max,
+            until: Instant::now(),
+        };
+        for _ in 0..10 {
+            p.slept(Duration::from_micros(50));
+        }
+        assert_eq!(p.window, max);
+        p.slept(Duration::from_millis(5));
+        assert_eq!(p.window, max / 2);
+        for _ in 0..10 {
+            p.slept(Duration::from_secs(1));
+        }
+        assert_eq!(p.window, Duration::ZERO);
+        p.start(Instant::now());
+        assert!(!p.polling(Instant::now()), "no window, no polling");
     }
 }
