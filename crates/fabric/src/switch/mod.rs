@@ -24,6 +24,17 @@
 mod capture;
 mod log;
 mod stats;
+/// The Ethernet frame of an ARP packet the fabric sends, from its sender to its target.
+fn arp_frame(repr: &ArpRepr) -> [u8; ethernet::HEADER_LEN + arp::PACKET_LEN] {
+    let mut buf = [0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
+    let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.set_dst(repr.target_mac);
+    eth.set_src(repr.sender_mac);
+    eth.set_ethertype(EtherType::Arp);
+    repr.emit(eth.payload_mut());
+    buf
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -255,13 +266,7 @@ impl Fabric {
                 Verdict::Forwarded(to)
             }
             Decision::Answer(repr) => {
-                let mut buf = [0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
-                let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-                eth.set_dst(repr.target_mac);
-                eth.set_src(repr.sender_mac);
-                eth.set_ethertype(EtherType::Arp);
-                repr.emit(eth.payload_mut());
-                self.emit(from, None, &buf, now, out);
+                self.emit(from, None, &arp_frame(&repr), now, out);
                 Verdict::Answered
             }
             Decision::Drop(reason, cap) => {
@@ -296,13 +301,7 @@ impl Fabric {
             target_mac: b.mac,
             target_ip: b.ipv4,
         };
-        let mut buf = [0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.set_dst(repr.target_mac);
-        eth.set_src(repr.sender_mac);
-        eth.set_ethertype(EtherType::Arp);
-        repr.emit(eth.payload_mut());
-        self.emit(to, None, &buf, now, out);
+        self.emit(to, None, &arp_frame(&repr), now, out);
     }
 
     /// Counts a frame of `len` bytes from `from` that was too large to read whole (the port
