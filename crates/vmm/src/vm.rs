@@ -67,7 +67,7 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 impl Vm {
     /// Loads the kernel, attaches devices and sets up memory and the vCPU.
     pub fn build(config: &Config) -> Result<Vm, VmError> {
-        let image = read_kernel(&config.kernel).map_err(|source| VmError::OpenKernel {
+        let image = loader::read_image(&config.kernel).map_err(|source| VmError::OpenKernel {
             path: config.kernel.display().to_string(),
             source,
         })?;
@@ -301,24 +301,6 @@ fn setup_rings(
         doorbell,
         wake,
     }))
-}
-
-/// Reads the part of the kernel file the loader needs (see [`loader::needed_len`]): headers,
-/// notes and loadable segments, not the debug information after them.
-fn read_kernel(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    const HEAD: u64 = 64 << 10;
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    let mut image = vec![0u8; HEAD.min(size) as usize];
-    file.read_exact_at(&mut image, 0)?;
-    let want = loader::needed_len(&image).unwrap_or(size).min(size) as usize;
-    if want > image.len() {
-        let have = image.len();
-        image.resize(want, 0);
-        file.read_exact_at(&mut image[have..], have as u64)?;
-    }
-    Ok(image)
 }
 
 /// Opens every device given on the command line, checks it against the manifest (a module

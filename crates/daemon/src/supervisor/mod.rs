@@ -790,7 +790,7 @@ impl Drop for App {
 /// unikernel, or lacks the NIC while the service needs the network.
 fn image_has_nic(s: &ServicePlan) -> Result<bool, Error> {
     let image = s.image.display();
-    let bytes = std::fs::read(&s.image)
+    let bytes = vmm::loader::read_image(&s.image)
         .map_err(|e| Error::Config(format!("service {}: image {image}: {e}", s.name)))?;
     let manifest = vmm::loader::manifest(&bytes).map_err(|e| {
         Error::Config(format!(

@@ -97,6 +97,24 @@ pub fn needed_len(head: &[u8]) -> Option<u64> {
         })
 }
 
+/// Reads the part of the unikernel file at `path` the loader needs (see [`needed_len`]):
+/// headers, notes and loadable segments, not the debug information after them.
+pub fn read_image(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    const HEAD: u64 = 64 << 10;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut image = vec![0u8; HEAD.min(size) as usize];
+    file.read_exact_at(&mut image, 0)?;
+    let want = needed_len(&image).unwrap_or(size).min(size) as usize;
+    if want > image.len() {
+        let have = image.len();
+        image.resize(want, 0);
+        file.read_exact_at(&mut image[have..], have as u64)?;
+    }
+    Ok(image)
+}
+
 /// The manifest of the unikernel `elf` (its ELF header, ABI note and MFT1 note checked): what
 /// devices it declares, for a supervisor deciding what to attach before it runs the monitor.
 pub fn manifest(elf: &[u8]) -> Result<Manifest, LoadError> {
