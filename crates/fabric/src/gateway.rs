@@ -40,6 +40,7 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
 use crate::plan::{Gateway, Plan, PlanError, PortId, Proto, Published, Subnet};
+use crate::poll::PollWindow;
 use crate::port::sys::{self, Epoll, EventFd};
 use crate::port::{FabricHandle, Port, RunError, RECV_BUFFER};
 use crate::wire::{ethernet, EtherType, EthernetFrame, Ipv4Packet, Mac};
@@ -73,6 +74,12 @@ const UDP_BUFFER: usize = 256 * 1024;
 const UDP_MAX_PAYLOAD: usize = 1500 - 20 - 8;
 /// How often idle UDP flows are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The longest the gateway's thread polls its port and host sockets after the last event
+/// before it sleeps ([`PollWindow`], as the fabric's run loop does): a request through a
+/// published port crosses the gateway twice, its response a few hundred microseconds after the
+/// request, and each sleep and wake-up of the thread costs tens of microseconds on a
+/// virtualised host. `STURDY_GATEWAY_POLL_US` replaces it, for measurements.
+const POLL_MAX: Duration = Duration::from_micros(300);
 
 const PORT: u64 = 0;
 const WAKE: u64 = 1;
@@ -712,11 +719,35 @@ impl Gw {
 
     fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut events = Vec::with_capacity(64);
+        let mut poll = PollWindow::new(POLL_MAX, "STURDY_GATEWAY_POLL_US");
         loop {
             let busy = self.process();
-            let delay = if busy { 0 } else { self.idle_delay() };
             self.publish_stats();
-            self.epoll.wait(&mut events, delay)?;
+            // At once if work remains; else polling while the window lasts (yielding the CPU
+            // each round: the fabric's thread, the monitors' and the host peers go first), then
+            // asleep until the next timer.
+            loop {
+                let before = Instant::now();
+                let polling = !busy && poll.polling(before);
+                let delay = if busy || polling {
+                    0
+                } else {
+                    self.idle_delay()
+                };
+                self.epoll.wait(&mut events, delay)?;
+                if polling && events.is_empty() {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let work = events.iter().any(|&(token, _)| token != WAKE);
+                if delay > 0 && (work || events.is_empty()) {
+                    poll.slept(before.elapsed());
+                }
+                if work {
+                    poll.start(Instant::now());
+                }
+                break;
+            }
             if stop.load(Ordering::SeqCst) {
                 return Ok(());
             }

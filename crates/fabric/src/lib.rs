@@ -52,6 +52,7 @@ pub mod gateway;
 pub mod pcap;
 pub mod plan;
 pub mod policy;
+mod poll;
 pub mod port;
 pub mod switch;
 pub mod wire;

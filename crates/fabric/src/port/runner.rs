@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::sys::{self, Epoll, EventFd};
 use super::{Port, RECV_BUFFER};
 use crate::plan::{Plan, PlanError, PortId};
+use crate::poll::PollWindow;
 use crate::switch::{ApplyReport, CaptureId, CaptureTarget, Fabric, FrameSink, Stats};
 
 /// Frames read from one port before turning to the next (one recvmmsg: a guest's TCP window
@@ -28,7 +29,8 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 /// its wake-up cost tens of microseconds on a virtualised host (an idle vCPU halts), once per
 /// hop; a flowing exchange (a TCP window, a request and its response through the other guest)
 /// brings the next frame within a few hundred microseconds, so polling that long saves the
-/// fabric's hop its wake-ups. The window adapts ([`PollWindow`]): idle ports cost nothing.
+/// fabric's hop its wake-ups. The window adapts ([`PollWindow`]): idle ports cost nothing;
+/// `STURDY_FABRIC_POLL_US` replaces it, for measurements.
 const POLL_MAX: Duration = Duration::from_micros(300);
 
 /// The epoll token of the wake-up eventfd (port tokens are port numbers).
@@ -205,7 +207,7 @@ impl Loop {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Vec::with_capacity(64);
         let mut next_expiry = Instant::now() + EXPIRE_EVERY;
-        let mut poll = PollWindow::new(POLL_MAX);
+        let mut poll = PollWindow::new(POLL_MAX, "STURDY_FABRIC_POLL_US");
         loop {
             let before = Instant::now();
             let polling = poll.polling(before);
@@ -405,54 +407,6 @@ impl Loop {
                 self.fabric.tx_failed(port, now);
             }
         }
-    }
-}
-
-/// How long to poll before sleeping, adapted as KVM adapts its halt polling: a sleep that ended
-/// within the longest window would have been saved by polling, so the window grows (doubling
-/// from [`PollWindow::START`]); a longer sleep means polling only burnt CPU, so it halves.
-#[derive(Debug)]
-struct PollWindow {
-    window: Duration,
-    max: Duration,
-    until: Instant,
-}
-
-impl PollWindow {
-    const START: Duration = Duration::from_micros(10);
-
-    /// `STURDY_FABRIC_POLL_US`, when set, replaces `max` (0: sleep at once), for measurements.
-    fn new(max: Duration) -> PollWindow {
-        let max = std::env::var("STURDY_FABRIC_POLL_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(max, Duration::from_micros);
-        PollWindow {
-            window: Duration::ZERO,
-            max,
-            until: Instant::now(),
-        }
-    }
-
-    /// Frames moved at `now`: poll for the window from here.
-    fn start(&mut self, now: Instant) {
-        self.until = now + self.window;
-    }
-
-    /// Whether to keep polling at `now`.
-    fn polling(&self, now: Instant) -> bool {
-        now < self.until
-    }
-
-    /// After a sleep of `slept`, adapts the window.
-    fn slept(&mut self, slept: Duration) {
-        self.window = if slept <= self.max {
-            (self.window * 2).clamp(Self::START, self.max)
-        } else if self.window / 2 >= Self::START {
-            self.window / 2
-        } else {
-            Duration::ZERO
-        };
     }
 }
 
