@@ -96,14 +96,7 @@ fn after_the_daemon_is_killed_the_next_command_brings_the_app_back_once() {
     let monitors = monitors_of(daemon);
     assert_eq!(monitors.len(), 2);
 
-    assert!(std::process::Command::new("kill")
-        .args(["-9", &daemon.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wait_for(Duration::from_secs(5), "the daemon to die", || {
-        !alive(daemon)
-    });
+    kill_9(daemon);
 
     // Any command: it starts a daemon, which starts the application again.
     let ps = home.ok(&["ps"]);
@@ -263,14 +256,7 @@ fn logs_follow_stop_start_stats_and_inspect() {
     assert!(!http(port, "GET", "/health", "").contains("200 OK"));
     // It stays stopped across a daemon crash: the next daemon brings back db only.
     let daemon = home.daemon_pid().unwrap();
-    assert!(std::process::Command::new("kill")
-        .args(["-9", &daemon.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wait_for(Duration::from_secs(5), "the daemon to die", || {
-        !alive(daemon)
-    });
+    kill_9(daemon);
     home.ok(&["ps"]);
     home.wait_state("ops", "db", "healthy", Duration::from_secs(20));
     let web = home.service("ops", "web");
@@ -362,14 +348,7 @@ fn an_app_a_new_daemon_cannot_start_shows_as_failed_until_down() {
     std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
     home.ok(&["up", "-d", dir.to_str().unwrap()]);
     let daemon = home.daemon_pid().unwrap();
-    assert!(std::process::Command::new("kill")
-        .args(["-9", &daemon.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wait_for(Duration::from_secs(5), "the daemon to die", || {
-        !alive(daemon)
-    });
+    kill_9(daemon);
     // Someone else takes the published port meanwhile.
     wait_for(Duration::from_secs(5), "the port to be free", || {
         std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()

@@ -106,6 +106,16 @@ pub fn monitors_of(parent: u32) -> Vec<u32> {
     pids
 }
 
+/// SIGKILL to `pid` (a daemon: nothing it can do about it), then waits until it is dead.
+pub fn kill_9(pid: u32) {
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(Duration::from_secs(5), "the process to die", || !alive(pid));
+}
+
 /// Open file descriptors of `pid`.
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
