@@ -483,8 +483,9 @@ mod tests {
         buf[..n].to_vec()
     }
 
-    #[test]
-    fn frames_cross_real_sockets_and_plans_apply_live() {
+    /// A running fabric of [`plan`] with web and db attached: the plan, its handle, the guests'
+    /// ends of both ports and how each guest addresses itself.
+    fn web_and_db() -> (Plan, FabricHandle, UnixDatagram, UnixDatagram, Host, Host) {
         let plan = plan();
         let handle = spawn(Fabric::new(plan.clone(), Config::default()).unwrap()).unwrap();
         let (web_port, web_fd) = Port::pair().unwrap();
@@ -493,6 +494,12 @@ mod tests {
         handle.attach(PortId(1), db_port).unwrap();
         let (web, db) = (guest(web_fd), guest(db_fd));
         let (w, d) = (host(&plan, "web", 40000), host(&plan, "db", 6379));
+        (plan, handle, web, db, w, d)
+    }
+
+    #[test]
+    fn frames_cross_real_sockets_and_plans_apply_live() {
+        let (plan, handle, web, db, w, d) = web_and_db();
 
         // ARP, answered by the fabric.
         web.send(&build::arp_request(&w, d.ip)).unwrap();
@@ -549,14 +556,7 @@ mod tests {
 
     #[test]
     fn a_guest_that_does_not_read_loses_frames_and_stalls_nobody() {
-        let plan = plan();
-        let handle = spawn(Fabric::new(plan.clone(), Config::default()).unwrap()).unwrap();
-        let (web_port, web_fd) = Port::pair().unwrap();
-        let (db_port, db_fd) = Port::pair().unwrap();
-        handle.attach(PortId(0), web_port).unwrap();
-        handle.attach(PortId(1), db_port).unwrap();
-        let (web, db) = (guest(web_fd), guest(db_fd));
-        let (w, d) = (host(&plan, "web", 40000), host(&plan, "db", 6379));
+        let (_, handle, web, db, w, d) = web_and_db();
         web.send(&build::tcp(&w, &d, TcpFlags::SYN, 1000, 0, b""))
             .unwrap();
         db.send(&build::tcp(&d, &w, TcpFlags(0x12), 5000, 1001, b""))
