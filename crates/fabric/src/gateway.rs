@@ -20,18 +20,19 @@
 //!
 //! Close and reset cross over: a FIN from one side is a FIN (shutdown) to the other once the
 //! data before it is delivered, a reset is a reset (a host socket is closed with a zero linger).
-//! The gateway runs on its own thread, with its host sockets and its port's socket in one epoll;
-//! other threads reach it through a command channel and an eventfd that wakes it at once.
+//! The gateway runs on the fabric's own thread, as a local port of its run loop
+//! ([`crate::port`]): frames between the gateway's stack and the switch are function calls, with
+//! no socket or thread hand-off between them (each would cost a system call and a wake-up per
+//! frame). Its host sockets are in an epoll of its own, which the run loop watches; other
+//! threads reach it through a command channel and an eventfd in that epoll.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{
     IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
 };
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
@@ -40,9 +41,8 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
 use crate::plan::{Gateway, Plan, PlanError, PortId, Proto, Published, Subnet};
-use crate::poll::PollWindow;
 use crate::port::sys::{self, Epoll, EventFd};
-use crate::port::{FabricHandle, Port, RunError, RECV_BUFFER};
+use crate::port::{FabricHandle, Link, LocalPort, RunError, RECV_BUFFER};
 use crate::wire::{ethernet, EtherType, EthernetFrame, Ipv4Packet, Mac};
 
 /// Socket buffers of each gateway connection, each way.
@@ -53,8 +53,6 @@ const PROBE_BUFFER: usize = 1024;
 const MAX_PROBES: usize = 1024;
 /// Listening sockets kept ready per egress capability (SYNs that find none are reset).
 const SPARE_LISTENERS: usize = 16;
-/// Frames read from the port per round.
-const BATCH: usize = 32;
 /// The gateway's local ports for ingress connections and probes.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// How long an egress host connection may take to open.
@@ -74,14 +72,9 @@ const UDP_BUFFER: usize = 256 * 1024;
 const UDP_MAX_PAYLOAD: usize = 1500 - 20 - 8;
 /// How often idle UDP flows are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// The longest the gateway's thread polls its port and host sockets after the last event
-/// before it sleeps ([`PollWindow`], as the fabric's run loop does): a request through a
-/// published port crosses the gateway twice, its response a few hundred microseconds after the
-/// request, and each sleep and wake-up of the thread costs tens of microseconds on a
-/// virtualised host. `STURDY_GATEWAY_POLL_US` replaces it, for measurements.
-const POLL_MAX: Duration = Duration::from_micros(300);
+/// Host events handled per run at most (level-triggered ones come back).
+const EVENTS: usize = 64;
 
-const PORT: u64 = 0;
 const WAKE: u64 = 1;
 /// Host listeners' tokens start here.
 const LISTENER: u64 = 2;
@@ -110,7 +103,7 @@ pub struct GatewayStats {
     /// Resets sent to a guest (the host peer reset, or a publication or egress capability was
     /// removed).
     pub resets_to_guest: u64,
-    /// Frames the fabric's port did not take (or for an address that is no service's).
+    /// Packets the stack sent to an address that is no service's (dropped).
     pub tx_dropped: u64,
     /// Probes sent (those the plan allowed).
     pub probes: u64,
@@ -138,12 +131,13 @@ pub struct GatewayReport {
     pub closed: usize,
 }
 
-/// The running gateway; dropping it stops it (its port is then detached by the fabric).
+/// The running gateway; dropping it stops it (its port is detached from the fabric).
 ///
 /// It may be shared between threads (`&self` methods): probes and [`apply`](Self::apply) are
-/// commands to the gateway's thread, which wakes at once.
+/// commands to the gateway, which the fabric's thread takes at once.
 pub struct GatewayHandle {
-    stop: Arc<AtomicBool>,
+    /// The fabric's run loop, which serves the gateway; `None` once stopped.
+    fabric: Option<Link>,
     wake: Arc<EventFd>,
     stats: Arc<Mutex<GatewayStats>>,
     commands: mpsc::Sender<Command>,
@@ -152,7 +146,6 @@ pub struct GatewayHandle {
     published: Mutex<Vec<(Published, SocketAddr)>>,
     /// The gateway's address: a plan that changes it needs a new gateway.
     gateway: (Subnet, Gateway),
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for GatewayHandle {
@@ -185,15 +178,15 @@ pub enum GatewayError {
     /// The fabric refused the gateway's port.
     #[error("{0}")]
     Attach(#[from] RunError),
-    /// The gateway's thread has stopped.
+    /// The gateway has stopped (or the fabric's thread that serves it).
     #[error("the gateway has stopped")]
     Stopped,
-    /// A socket, epoll or thread could not be made.
+    /// A socket or epoll could not be made.
     #[error("{0}")]
     Io(#[from] io::Error),
 }
 
-/// What a handle asks of the gateway's thread.
+/// What a handle asks of the gateway.
 enum Command {
     Probe(ProbeRequest),
     Apply(Box<Reconfig>, mpsc::SyncSender<usize>),
@@ -266,7 +259,7 @@ impl GatewayHandle {
             .send(Command::Probe(request))
             .map_err(|_| STOPPED.to_string())?;
         self.wake.signal();
-        // The gateway answers by the deadline itself; the margin is for a busy gateway thread.
+        // The gateway answers by the deadline itself; the margin is for a busy fabric thread.
         match answer.recv_timeout(timeout + Duration::from_secs(1)) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("timed out after {timeout:?}")),
@@ -336,16 +329,16 @@ impl GatewayHandle {
         Ok(report)
     }
 
-    /// Stops the gateway thread; its connections are dropped (host peers see a reset).
+    /// Stops the gateway: its port is detached from the fabric, its listeners closed and its
+    /// connections dropped (host peers see a reset) by the time this returns.
     pub fn stop(mut self) {
         self.halt();
     }
 
     fn halt(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            self.stop.store(true, Ordering::SeqCst);
-            self.wake.signal();
-            let _ = thread.join();
+        if let Some(fabric) = self.fabric.take() {
+            // An error means the fabric's thread has stopped, and the gateway with it.
+            let _ = fabric.detach(PortId::GATEWAY);
         }
     }
 }
@@ -385,39 +378,26 @@ pub fn spawn(plan: &Plan, fabric: &FabricHandle) -> Result<GatewayHandle, Gatewa
         listeners.push((p.clone(), listener));
     }
 
-    let (ours, theirs) = Port::pair()?;
-    let port = Port::from_fd(theirs)?;
     let epoll = Epoll::new()?;
     let wake = Arc::new(EventFd::new()?);
-    epoll.add(port.as_raw_fd(), PORT, sys::READ_EVENTS)?;
     epoll.add(wake.raw(), WAKE, libc::EPOLLIN as u32)?;
     let (commands, incoming) = mpsc::channel();
     let stats = Arc::new(Mutex::new(GatewayStats::default()));
-    let mut gw = Gw::new(plan, port, epoll, wake.clone(), incoming, stats.clone());
+    let mut gw = Gw::new(plan, epoll, wake.clone(), incoming, stats.clone());
     gw.reconfigure(plan.clone(), listeners);
-    fabric.attach(PortId::GATEWAY, ours)?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("sturdy-gateway".into())
-        .spawn(move || {
-            if let Err(e) = gw.run(&stop2) {
-                tracing::error!(target: "sturdy_fabric::gateway", "the gateway failed: {e}");
-            }
-        })?;
+    gw.publish_stats();
+    fabric.attach_local(PortId::GATEWAY, Box::new(gw))?;
     Ok(GatewayHandle {
-        stop,
+        fabric: Some(fabric.link()),
         wake,
         stats,
         commands,
         published: Mutex::new(published),
         gateway: (plan.subnet, plan.gateway),
-        thread: Some(thread),
     })
 }
 
-/// The smoltcp device: IP packets in the frames read from the port, IP packets to write to it
+/// The smoltcp device: IP packets in the frames the switch delivers, IP packets to send to it
 /// as frames.
 ///
 /// The stack runs on an IP medium and does no ARP: the gateway knows its peers' MACs from the
@@ -579,8 +559,9 @@ struct Gw {
     iface: Interface,
     device: Frames,
     sockets: SocketSet<'static>,
-    port: Port,
+    /// The host sockets' and the wake-up's events; the fabric's run loop watches it.
     epoll: Epoll,
+    events: Vec<(u64, u32)>,
     wake: Arc<EventFd>,
     commands: mpsc::Receiver<Command>,
     /// The plan followed: what probes may reach.
@@ -606,7 +587,6 @@ struct Gw {
     start: Instant,
     stats: GatewayStats,
     stats_out: Arc<Mutex<GatewayStats>>,
-    rx_bufs: Vec<[u8; RECV_BUFFER]>,
 }
 
 fn tcp_socket(buffer: usize) -> tcp::Socket<'static> {
@@ -656,7 +636,6 @@ fn millis_until(now: Instant, at: Instant) -> i64 {
 impl Gw {
     fn new(
         plan: &Plan,
-        port: Port,
         epoll: Epoll,
         wake: Arc<EventFd>,
         commands: mpsc::Receiver<Command>,
@@ -685,8 +664,8 @@ impl Gw {
             iface,
             device,
             sockets: SocketSet::new(Vec::new()),
-            port,
             epoll,
+            events: Vec::with_capacity(EVENTS),
             wake,
             commands,
             plan: Plan::new(plan.subnet),
@@ -709,7 +688,6 @@ impl Gw {
             start,
             stats: GatewayStats::default(),
             stats_out,
-            rx_bufs: vec![[0u8; RECV_BUFFER]; BATCH],
         }
     }
 
@@ -717,66 +695,37 @@ impl Gw {
         smoltcp::time::Instant::from_micros(self.start.elapsed().as_micros() as i64)
     }
 
-    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
-        let mut events = Vec::with_capacity(64);
-        let mut poll = PollWindow::new(POLL_MAX, "STURDY_GATEWAY_POLL_US");
-        loop {
-            let busy = self.process();
-            self.publish_stats();
-            // At once if work remains; else polling while the window lasts (yielding the CPU
-            // each round: the fabric's thread, the monitors' and the host peers go first), then
-            // asleep until the next timer.
-            loop {
-                let before = Instant::now();
-                let polling = !busy && poll.polling(before);
-                let delay = if busy || polling {
-                    0
-                } else {
-                    self.idle_delay()
-                };
-                self.epoll.wait(&mut events, delay)?;
-                if polling && events.is_empty() {
-                    std::thread::yield_now();
-                    continue;
+    /// Handles the host sockets' and the handles' events that are ready.
+    fn handle_events(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        if let Err(e) = self.epoll.wait(&mut events, 0) {
+            tracing::warn!(target: "sturdy_fabric::gateway", "epoll_wait: {e}");
+        }
+        for &(token, flags) in &events {
+            match token {
+                WAKE => {
+                    self.wake.drain();
+                    self.connected();
+                    self.commands();
                 }
-                let work = events.iter().any(|&(token, _)| token != WAKE);
-                if delay > 0 && (work || events.is_empty()) {
-                    poll.slept(before.elapsed());
-                }
-                if work {
-                    poll.start(Instant::now());
-                }
-                break;
-            }
-            if stop.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            for &(token, flags) in &events {
-                match token {
-                    PORT => self.receive(),
-                    WAKE => {
-                        self.wake.drain();
-                        self.connected();
-                        self.commands();
-                    }
-                    t if t < CONN => self.accept(t),
-                    t if t >= UDP_FLOW => self.udp_in(t),
-                    t => {
-                        if let Some(c) = self.conns.get_mut(&t) {
-                            let err = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
-                            if flags & (libc::EPOLLIN as u32 | err) != 0 {
-                                c.readable = true;
-                            }
-                            if flags & (libc::EPOLLOUT as u32 | err) != 0 {
-                                c.writable = true;
-                            }
+                t if t < CONN => self.accept(t),
+                t if t >= UDP_FLOW => self.udp_in(t),
+                t => {
+                    if let Some(c) = self.conns.get_mut(&t) {
+                        let err = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+                        if flags & (libc::EPOLLIN as u32 | err) != 0 {
+                            c.readable = true;
+                        }
+                        if flags & (libc::EPOLLOUT as u32 | err) != 0 {
+                            c.writable = true;
                         }
                     }
                 }
             }
-            if Instant::now() >= self.next_sweep {
-                self.sweep_udp();
-            }
+        }
+        self.events = events;
+        if Instant::now() >= self.next_sweep {
+            self.sweep_udp();
         }
     }
 
@@ -799,30 +748,6 @@ impl Gw {
         self.stats.connections = self.conns.len() + self.probes.len();
         self.stats.udp_flows = self.udp_flows.len();
         *self.stats_out.lock().expect("gateway stats") = self.stats;
-    }
-
-    /// Reads what the port has (a bounded batch; epoll is level-triggered for it).
-    fn receive(&mut self) {
-        let mut lens = [0usize; BATCH];
-        for _ in 0..8 {
-            match self.port.recv_batch(&mut self.rx_bufs, &mut lens) {
-                Ok(n) => {
-                    for (buf, &len) in self.rx_bufs.iter().zip(&lens[..n]) {
-                        // IPv4 only: the fabric answers ARP itself and forwards nothing else.
-                        let ipv4 = len <= RECV_BUFFER
-                            && EthernetFrame::new_checked(&buf[..len])
-                                .is_ok_and(|eth| eth.ethertype() == EtherType::Ipv4);
-                        if ipv4 {
-                            self.device.rx.push_back(buf[..len].to_vec());
-                        }
-                    }
-                    if n < BATCH {
-                        return;
-                    }
-                }
-                Err(_) => return,
-            }
-        }
     }
 
     /// Handles the handles' commands.
@@ -1408,25 +1333,14 @@ impl Gw {
             let probed = self.check_probes();
             let datagrams = self.udp_out();
             let moved = self.pump();
-            self.flush();
             if !changed && !moved && !probed && !datagrams && self.device.rx.is_empty() {
                 busy = false;
                 break;
             }
         }
         self.drain();
-        busy
-    }
-
-    fn flush(&mut self) {
         self.stats.tx_dropped += std::mem::take(&mut self.device.unroutable);
-        if self.device.tx.is_empty() {
-            return;
-        }
-        let frames: Vec<&[u8]> = self.device.tx.iter().map(|f| &f[..]).collect();
-        let sent = self.port.send_batch(&frames).unwrap_or(0);
-        self.stats.tx_dropped += (frames.len() - sent) as u64;
-        self.device.tx.clear();
+        busy
     }
 
     /// Copies bytes between each connection's host socket and guest-side socket, relays
@@ -1540,5 +1454,33 @@ impl Gw {
                 true
             }
         });
+    }
+}
+
+impl LocalPort for Gw {
+    fn events_fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
+    fn deliver(&mut self, frame: &[u8]) {
+        // IPv4 only: the fabric answers ARP itself and forwards nothing else.
+        let ipv4 = frame.len() <= RECV_BUFFER
+            && EthernetFrame::new_checked(frame)
+                .is_ok_and(|eth| eth.ethertype() == EtherType::Ipv4);
+        if ipv4 {
+            self.device.rx.push_back(frame.to_vec());
+        }
+    }
+
+    fn run(&mut self, out: &mut Vec<Vec<u8>>) -> bool {
+        self.handle_events();
+        let busy = self.process();
+        out.append(&mut self.device.tx);
+        self.publish_stats();
+        busy
+    }
+
+    fn timeout(&mut self) -> Duration {
+        Duration::from_millis(self.idle_delay() as u64)
     }
 }

@@ -1,5 +1,5 @@
-//! Adaptive polling before sleeping, shared by the fabric's run loop ([`crate::port`]) and the
-//! gateway's thread ([`crate::gateway`]).
+//! Adaptive polling before sleeping, for the fabric's run loop ([`crate::port`]), which also
+//! serves the gateway ([`crate::gateway`]).
 //!
 //! On a virtualised host a thread's sleep and wake-up cost tens of microseconds (an idle vCPU
 //! halts; ~35 us of CPU per wake-up was measured on a nested host), once per hop of every

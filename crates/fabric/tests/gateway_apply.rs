@@ -178,3 +178,32 @@ fn egress_follows_the_plan_at_run_time() {
     );
     assert_eq!(gw.stats().egress_opened, 1);
 }
+
+/// The gateway runs on the fabric's thread: stopping it detaches it there, closing its
+/// listeners before `stop` returns, and the fabric goes on; a fabric stopped first takes the
+/// gateway with it, and the gateway's handle then says so instead of hanging.
+#[test]
+fn a_gateway_stops_with_its_listeners_and_a_stopped_fabric_stops_its_gateway() {
+    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+    plan.add_service("peer", vec![ep("echo", 7)]).unwrap();
+    plan.publish(any_port(), "peer.echo").unwrap();
+    let (handle, gw, _ends) = fabric(&plan);
+    let addr = gw.published()[0].1;
+    TcpStream::connect(addr).expect("the gateway listens");
+    gw.stop();
+    let e = TcpStream::connect(addr).expect_err("nothing listens once stop returned");
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+    // The fabric still runs, without a gateway port: a new gateway can take its place.
+    handle.stats().unwrap();
+    let gw = sturdy_fabric::gateway::spawn(&plan, &handle).expect("the gateway port was free");
+    let addr = gw.published()[0].1;
+    TcpStream::connect(addr).expect("the new gateway listens");
+
+    handle.stop().unwrap();
+    let e = TcpStream::connect(addr).expect_err("the fabric's end closed the gateway");
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+    let probe = gw.probe_tcp("peer", 7, Duration::from_millis(100));
+    assert_eq!(probe.unwrap_err(), "the gateway has stopped");
+    assert!(matches!(gw.apply(&plan), Err(GatewayError::Stopped)));
+    drop(gw);
+}

@@ -2,9 +2,13 @@
 //! batches, expires connections once a second, and takes commands (attach a port, apply a plan,
 //! read counters, capture) from a [`FabricHandle`] between batches, so a new plan is in force
 //! from the next frame on.
+//!
+//! A port is a socket (a guest's NIC, through its monitor) or a [`LocalPort`] served on the
+//! loop's own thread (the gateway): frames to and from a local port are function calls, with
+//! no socket, system call or thread wake-up between it and the switch.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +40,26 @@ const POLL_MAX: Duration = Duration::from_micros(300);
 /// The epoll token of the wake-up eventfd (port tokens are port numbers).
 const WAKE: u64 = u64::MAX;
 
+/// Rounds of frames between local ports and socket ports in one turn of the loop at most (a
+/// local port's answer to a frame is delivered in the same turn; the bound keeps one turn from
+/// starving the others).
+const LOCAL_ROUNDS: usize = 8;
+
+/// A port served on the run loop's thread: the switch hands it frames by call and takes its
+/// frames back the same way. It has its own descriptors (host sockets, timers' eventfds) behind
+/// one pollable descriptor, its own epoll, which the run loop watches.
+pub(crate) trait LocalPort: Send {
+    /// A descriptor that is readable while the port has events to handle (an epoll's).
+    fn events_fd(&self) -> RawFd;
+    /// A frame the switch sends to the port.
+    fn deliver(&mut self, frame: &[u8]);
+    /// Handles the port's ready events and runs it; frames it sends are appended to `out`.
+    /// Returns whether work remains (run it again without waiting).
+    fn run(&mut self, out: &mut Vec<Vec<u8>>) -> bool;
+    /// How long the port may wait for events before it must run (its timers).
+    fn timeout(&mut self) -> Duration;
+}
+
 /// Why a command to the run loop failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -63,6 +87,7 @@ type Reply<T> = mpsc::SyncSender<T>;
 /// What a handle asks of the run loop.
 enum Command {
     Attach(PortId, Port, Reply<Result<(), RunError>>),
+    AttachLocal(PortId, Box<dyn LocalPort>, Reply<Result<(), RunError>>),
     Detach(PortId, Reply<Option<Port>>),
     Apply(Box<Plan>, Reply<Result<ApplyReport, PlanError>>),
     Stats(Reply<Stats>),
@@ -88,6 +113,8 @@ pub fn spawn(fabric: Fabric) -> io::Result<FabricHandle> {
         rx_lens: [0; BATCH],
         dirty: Vec::new(),
         failed: Vec::new(),
+        local_due: Vec::new(),
+        local_out: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("sturdy-fabric".into())
@@ -98,17 +125,39 @@ pub fn spawn(fabric: Fabric) -> io::Result<FabricHandle> {
             run.fabric
         })?;
     Ok(FabricHandle {
-        commands: tx,
-        wake,
+        link: Link { commands: tx, wake },
         thread: Some(thread),
     })
 }
 
 /// Drives a fabric running on its thread ([`spawn`]).
 pub struct FabricHandle {
+    link: Link,
+    thread: Option<JoinHandle<Fabric>>,
+}
+
+/// The way to the run loop's commands, which a local port's handle keeps to detach it.
+#[derive(Clone)]
+pub(crate) struct Link {
     commands: mpsc::Sender<Command>,
     wake: std::sync::Arc<EventFd>,
-    thread: Option<JoinHandle<Fabric>>,
+}
+
+impl Link {
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RunError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.commands
+            .send(make(tx))
+            .map_err(|_| RunError::Stopped)?;
+        self.wake.signal();
+        rx.recv().map_err(|_| RunError::Stopped)
+    }
+
+    /// Detaches port `port`: a socket port is returned, a local one is dropped on the run
+    /// loop's thread before this returns.
+    pub(crate) fn detach(&self, port: PortId) -> Result<Option<Port>, RunError> {
+        self.call(|r| Command::Detach(port, r))
+    }
 }
 
 impl std::fmt::Debug for FabricHandle {
@@ -119,12 +168,7 @@ impl std::fmt::Debug for FabricHandle {
 
 impl FabricHandle {
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RunError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.commands
-            .send(make(tx))
-            .map_err(|_| RunError::Stopped)?;
-        self.wake.signal();
-        rx.recv().map_err(|_| RunError::Stopped)
+        self.link.call(make)
     }
 
     /// Attaches `io` as port `port`: from now on its frames go through the fabric.
@@ -132,9 +176,24 @@ impl FabricHandle {
         self.call(|r| Command::Attach(port, io, r))?
     }
 
+    /// Attaches `local` as port `port`, served on the run loop's thread.
+    pub(crate) fn attach_local(
+        &self,
+        port: PortId,
+        local: Box<dyn LocalPort>,
+    ) -> Result<(), RunError> {
+        self.call(|r| Command::AttachLocal(port, local, r))?
+    }
+
+    /// The way to the run loop's commands, for a local port's handle.
+    pub(crate) fn link(&self) -> Link {
+        self.link.clone()
+    }
+
     /// Detaches port `port` and returns it (frames for it are dropped as `TxFull` meanwhile).
+    /// A local port (the gateway) is dropped instead; stop it through its own handle.
     pub fn detach(&self, port: PortId) -> Result<Option<Port>, RunError> {
-        self.call(|r| Command::Detach(port, r))
+        self.link.detach(port)
     }
 
     /// Puts `plan` in force before the next frame ([`Fabric::apply`]).
@@ -168,8 +227,8 @@ impl FabricHandle {
 
     fn halt(&mut self) -> Option<Fabric> {
         let thread = self.thread.take()?;
-        let _ = self.commands.send(Command::Stop);
-        self.wake.signal();
+        let _ = self.link.commands.send(Command::Stop);
+        self.link.wake.signal();
         thread.join().ok()
     }
 }
@@ -180,9 +239,24 @@ impl Drop for FabricHandle {
     }
 }
 
+/// What carries an attached port's frames.
+enum Io {
+    Socket(Port),
+    Local(Box<dyn LocalPort>),
+}
+
+impl Io {
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Io::Socket(port) => port.as_raw_fd(),
+            Io::Local(local) => local.events_fd(),
+        }
+    }
+}
+
 /// An attached port and the frames queued for it this round.
 struct Attached {
-    io: Port,
+    io: Io,
     /// Frames back to back in `bytes`, with their ends.
     bytes: Vec<u8>,
     ends: Vec<usize>,
@@ -201,6 +275,10 @@ struct Loop {
     dirty: Vec<PortId>,
     /// Frames that could not be queued this round, for the counters.
     failed: Vec<PortId>,
+    /// Local ports to run this turn (they had events, frames, or work left).
+    local_due: Vec<PortId>,
+    /// Frames a local port sent, on their way into the switch.
+    local_out: Vec<Vec<u8>>,
 }
 
 impl Loop {
@@ -210,12 +288,17 @@ impl Loop {
         let mut poll = PollWindow::new(POLL_MAX, "STURDY_FABRIC_POLL_US");
         loop {
             let before = Instant::now();
-            let polling = poll.polling(before);
-            let timeout = if polling {
+            // A local port with work left runs again at once.
+            let busy = !self.local_due.is_empty();
+            let polling = !busy && poll.polling(before);
+            let timeout = if busy || polling {
                 0
             } else {
-                let wait = next_expiry.saturating_duration_since(before);
-                wait.as_millis().min(1000) as i32
+                let wait = next_expiry
+                    .saturating_duration_since(before)
+                    .min(self.local_timeout());
+                // Rounded up: waking a little late is fine, waking early would spin.
+                wait.as_nanos().div_ceil(1_000_000).min(1000) as i32
             };
             self.epoll.wait(&mut events, timeout)?;
             let frames = events.iter().any(|&(token, _)| token != WAKE);
@@ -224,8 +307,14 @@ impl Loop {
                 std::thread::yield_now();
                 continue;
             }
-            if !polling && (frames || events.is_empty()) {
-                poll.slept(before.elapsed());
+            if !polling && !busy {
+                if frames || events.is_empty() {
+                    poll.slept(before.elapsed());
+                }
+                if events.is_empty() {
+                    // A timer of a local port may be due.
+                    self.all_local_due();
+                }
             }
             let now = Instant::now();
             if frames {
@@ -240,6 +329,13 @@ impl Loop {
                     continue;
                 }
                 let port = PortId(token as u16);
+                if let Some(Some(Attached {
+                    io: Io::Local(_), ..
+                })) = self.ports.get(index(port))
+                {
+                    self.due(port);
+                    continue;
+                }
                 let closed = self.receive(port, now, flags & sys::HANGUP_EVENTS != 0);
                 if closed {
                     tracing::info!(
@@ -261,6 +357,40 @@ impl Loop {
         }
     }
 
+    /// Marks local port `port` to run this turn.
+    fn due(&mut self, port: PortId) {
+        if !self.local_due.contains(&port) {
+            self.local_due.push(port);
+        }
+    }
+
+    fn all_local_due(&mut self) {
+        for (i, attached) in self.ports.iter().enumerate() {
+            if let Some(Attached {
+                io: Io::Local(_), ..
+            }) = attached
+            {
+                let port = port_at(i);
+                if !self.local_due.contains(&port) {
+                    self.local_due.push(port);
+                }
+            }
+        }
+    }
+
+    /// The longest the local ports may wait for an event.
+    fn local_timeout(&mut self) -> Duration {
+        self.ports
+            .iter_mut()
+            .flatten()
+            .filter_map(|a| match &mut a.io {
+                Io::Local(local) => Some(local.timeout()),
+                Io::Socket(_) => None,
+            })
+            .min()
+            .unwrap_or(Duration::MAX)
+    }
+
     fn name(&self, port: PortId) -> String {
         match self.fabric.policy().port(port) {
             Some(rule) => rule.service.to_string(),
@@ -273,7 +403,14 @@ impl Loop {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Attach(port, io, reply) => {
-                    let _ = reply.send(self.attach(port, io));
+                    let _ = reply.send(self.attach(port, Io::Socket(io)));
+                }
+                Command::AttachLocal(port, local, reply) => {
+                    let result = self.attach(port, Io::Local(local));
+                    if result.is_ok() {
+                        self.due(port);
+                    }
+                    let _ = reply.send(result);
                 }
                 Command::Detach(port, reply) => {
                     let _ = reply.send(self.detach(port));
@@ -302,7 +439,7 @@ impl Loop {
         true
     }
 
-    fn attach(&mut self, port: PortId, io: Port) -> Result<(), RunError> {
+    fn attach(&mut self, port: PortId, io: Io) -> Result<(), RunError> {
         let i = index(port);
         if self.ports.len() <= i {
             self.ports.resize_with(i + 1, || None);
@@ -311,7 +448,7 @@ impl Loop {
             return Err(RunError::PortBusy(port));
         }
         self.epoll
-            .add(io.as_raw_fd(), u64::from(port.0), sys::READ_EVENTS)
+            .add(io.raw_fd(), u64::from(port.0), sys::READ_EVENTS)
             .map_err(|source| RunError::Watch { port, source })?;
         self.ports[i] = Some(Attached {
             io,
@@ -324,22 +461,32 @@ impl Loop {
         Ok(())
     }
 
+    /// Detaches `port`; a socket port is returned, a local one dropped.
     fn detach(&mut self, port: PortId) -> Option<Port> {
         let attached = self.ports.get_mut(index(port))?.take()?;
         if port == PortId::GATEWAY {
             self.fabric.set_gateway(false);
         }
-        let _ = self.epoll.delete(attached.io.as_raw_fd());
-        Some(attached.io)
+        let _ = self.epoll.delete(attached.io.raw_fd());
+        match attached.io {
+            Io::Socket(io) => Some(io),
+            Io::Local(_) => {
+                self.local_due.retain(|&p| p != port);
+                None
+            }
+        }
     }
 
     /// Reads one batch from `port` and runs it through the switch. `hangup`: epoll says the
     /// guest's end closed. Returns whether the port is closed and read to its end.
     fn receive(&mut self, port: PortId, now: Instant, hangup: bool) -> bool {
-        let Some(Some(attached)) = self.ports.get(index(port)) else {
+        let Some(Some(Attached {
+            io: Io::Socket(io), ..
+        })) = self.ports.get(index(port))
+        else {
             return false;
         };
-        let n = match attached.io.recv_batch(&mut self.rx_bufs, &mut self.rx_lens) {
+        let n = match io.recv_batch(&mut self.rx_bufs, &mut self.rx_lens) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return hangup,
             Err(e) => {
@@ -369,9 +516,49 @@ impl Loop {
         hangup && n == 0
     }
 
-    /// Writes every queued frame; what a port does not take (or could not queue) is dropped
-    /// and counted.
+    /// Writes every queued frame, and runs the local ports due until what they send is
+    /// written too (a bounded number of rounds).
     fn flush(&mut self, now: Instant) {
+        self.send_queued(now);
+        for _ in 0..LOCAL_ROUNDS {
+            if self.local_due.is_empty() {
+                break;
+            }
+            self.run_local_ports(now);
+            if self.dirty.is_empty() && self.failed.is_empty() {
+                break;
+            }
+            self.send_queued(now);
+        }
+    }
+
+    /// Runs each local port due once and its frames through the switch; those with work left
+    /// stay due.
+    fn run_local_ports(&mut self, now: Instant) {
+        for port in std::mem::take(&mut self.local_due) {
+            let Some(Some(Attached {
+                io: Io::Local(local),
+                ..
+            })) = self.ports.get_mut(index(port))
+            else {
+                continue;
+            };
+            if local.run(&mut self.local_out) && !self.local_due.contains(&port) {
+                self.local_due.push(port);
+            }
+            let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);
+            for mut frame in self.local_out.drain(..) {
+                self.fabric
+                    .process(port, &mut frame, now, &mut |to, frame| {
+                        queue(ports, dirty, failed, to, frame)
+                    });
+            }
+        }
+    }
+
+    /// Writes every queued frame (to a local port: hands it over, and the port is due); what a
+    /// socket port does not take (or could not queue) is dropped and counted.
+    fn send_queued(&mut self, now: Instant) {
         for to in self.failed.drain(..) {
             self.fabric.tx_failed(to, now);
         }
@@ -379,13 +566,27 @@ impl Loop {
             let Some(Some(attached)) = self.ports.get_mut(index(port)) else {
                 continue;
             };
+            let io = match &mut attached.io {
+                Io::Socket(io) => io,
+                Io::Local(local) => {
+                    let mut start = 0;
+                    for &end in &attached.ends {
+                        local.deliver(&attached.bytes[start..end]);
+                        start = end;
+                    }
+                    attached.bytes.clear();
+                    attached.ends.clear();
+                    self.due(port);
+                    continue;
+                }
+            };
             let mut frames: Vec<&[u8]> = Vec::with_capacity(attached.ends.len());
             let mut start = 0;
             for &end in &attached.ends {
                 frames.push(&attached.bytes[start..end]);
                 start = end;
             }
-            let result = attached.io.send_batch(&frames);
+            let result = io.send_batch(&frames);
             let total = frames.len();
             drop(frames);
             attached.bytes.clear();
@@ -416,6 +617,15 @@ fn index(port: PortId) -> usize {
         0
     } else {
         usize::from(port.0) + 1
+    }
+}
+
+/// The port kept at `i` in the run loop's table ([`index`]'s inverse).
+fn port_at(i: usize) -> PortId {
+    if i == 0 {
+        PortId::GATEWAY
+    } else {
+        PortId((i - 1) as u16)
     }
 }
 

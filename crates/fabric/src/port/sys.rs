@@ -183,6 +183,13 @@ pub(crate) const READ_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 /// The peer closed.
 pub(crate) const HANGUP_EVENTS: u32 = (libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLERR) as u32;
 
+impl AsRawFd for Epoll {
+    /// The epoll's own descriptor: readable while events are ready (another epoll may watch it).
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 impl Epoll {
     pub(crate) fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes no pointers; the result is checked.
