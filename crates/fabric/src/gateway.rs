@@ -724,9 +724,6 @@ impl Gw {
             }
         }
         self.events = events;
-        if Instant::now() >= self.next_sweep {
-            self.sweep_udp();
-        }
     }
 
     /// How long to wait for events when nothing is moving: until the stack's next timer, the
@@ -1472,8 +1469,13 @@ impl LocalPort for Gw {
         }
     }
 
-    fn run(&mut self, out: &mut Vec<Vec<u8>>) -> bool {
-        self.handle_events();
+    fn run(&mut self, ready: bool, out: &mut Vec<Vec<u8>>) -> bool {
+        if ready {
+            self.handle_events();
+        }
+        if Instant::now() >= self.next_sweep {
+            self.sweep_udp();
+        }
         let busy = self.process();
         out.append(&mut self.device.tx);
         self.publish_stats();

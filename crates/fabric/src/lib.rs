@@ -52,7 +52,6 @@ pub mod gateway;
 pub mod pcap;
 pub mod plan;
 pub mod policy;
-mod poll;
 pub mod port;
 pub mod switch;
 pub mod wire;

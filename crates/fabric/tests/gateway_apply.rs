@@ -179,6 +179,18 @@ fn egress_follows_the_plan_at_run_time() {
     assert_eq!(gw.stats().egress_opened, 1);
 }
 
+/// Asserts that nothing listens on `addr` (binding, not connecting: a connection to a free
+/// loopback port can meet itself). A few tries: another test of this binary forking a monitor
+/// holds a copy of every descriptor until its exec.
+fn free(addr: SocketAddr, what: &str) {
+    let mut tries = 0;
+    while let Err(e) = TcpListener::bind(addr) {
+        tries += 1;
+        assert!(tries < 50, "{what}: {e}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The gateway runs on the fabric's thread: stopping it detaches it there, closing its
 /// listeners before `stop` returns, and the fabric goes on; a fabric stopped first takes the
 /// gateway with it, and the gateway's handle then says so instead of hanging.
@@ -191,8 +203,7 @@ fn a_gateway_stops_with_its_listeners_and_a_stopped_fabric_stops_its_gateway() {
     let addr = gw.published()[0].1;
     TcpStream::connect(addr).expect("the gateway listens");
     gw.stop();
-    let e = TcpStream::connect(addr).expect_err("nothing listens once stop returned");
-    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+    free(addr, "the gateway's host port is free once stop returned");
     // The fabric still runs, without a gateway port: a new gateway can take its place.
     handle.stats().unwrap();
     let gw = sturdy_fabric::gateway::spawn(&plan, &handle).expect("the gateway port was free");
@@ -200,8 +211,7 @@ fn a_gateway_stops_with_its_listeners_and_a_stopped_fabric_stops_its_gateway() {
     TcpStream::connect(addr).expect("the new gateway listens");
 
     handle.stop().unwrap();
-    let e = TcpStream::connect(addr).expect_err("the fabric's end closed the gateway");
-    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+    free(addr, "the fabric's end closed the gateway's listener");
     let probe = gw.probe_tcp("peer", 7, Duration::from_millis(100));
     assert_eq!(probe.unwrap_err(), "the gateway has stopped");
     assert!(matches!(gw.apply(&plan), Err(GatewayError::Stopped)));

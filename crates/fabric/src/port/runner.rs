@@ -13,10 +13,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sturdy_poll::PollWindow;
+
 use super::sys::{self, Epoll, EventFd};
 use super::{Port, RECV_BUFFER};
 use crate::plan::{Plan, PlanError, PortId};
-use crate::poll::PollWindow;
 use crate::switch::{ApplyReport, CaptureId, CaptureTarget, Fabric, FrameSink, Stats};
 
 /// Frames read from one port before turning to the next (one recvmmsg: a guest's TCP window
@@ -53,9 +54,11 @@ pub(crate) trait LocalPort: Send {
     fn events_fd(&self) -> RawFd;
     /// A frame the switch sends to the port.
     fn deliver(&mut self, frame: &[u8]);
-    /// Handles the port's ready events and runs it; frames it sends are appended to `out`.
-    /// Returns whether work remains (run it again without waiting).
-    fn run(&mut self, out: &mut Vec<Vec<u8>>) -> bool;
+    /// Runs the port, first handling its events if `ready` (its descriptor was reported
+    /// readable; otherwise it runs for frames delivered, work left or a timer, and saves the
+    /// system call); frames it sends are appended to `out`. Returns whether work remains (run
+    /// it again without waiting).
+    fn run(&mut self, ready: bool, out: &mut Vec<Vec<u8>>) -> bool;
     /// How long the port may wait for events before it must run (its timers).
     fn timeout(&mut self) -> Duration;
 }
@@ -114,6 +117,7 @@ pub fn spawn(fabric: Fabric) -> io::Result<FabricHandle> {
         dirty: Vec::new(),
         failed: Vec::new(),
         local_due: Vec::new(),
+        local_ready: Vec::new(),
         local_out: Vec::new(),
     };
     let thread = std::thread::Builder::new()
@@ -277,6 +281,8 @@ struct Loop {
     failed: Vec<PortId>,
     /// Local ports to run this turn (they had events, frames, or work left).
     local_due: Vec<PortId>,
+    /// Local ports whose descriptor epoll reported readable.
+    local_ready: Vec<PortId>,
     /// Frames a local port sent, on their way into the switch.
     local_out: Vec<Vec<u8>>,
 }
@@ -334,6 +340,9 @@ impl Loop {
                 })) = self.ports.get(index(port))
                 {
                     self.due(port);
+                    if !self.local_ready.contains(&port) {
+                        self.local_ready.push(port);
+                    }
                     continue;
                 }
                 let closed = self.receive(port, now, flags & sys::HANGUP_EVENTS != 0);
@@ -409,6 +418,7 @@ impl Loop {
                     let result = self.attach(port, Io::Local(local));
                     if result.is_ok() {
                         self.due(port);
+                        self.local_ready.push(port);
                     }
                     let _ = reply.send(result);
                 }
@@ -472,6 +482,7 @@ impl Loop {
             Io::Socket(io) => Some(io),
             Io::Local(_) => {
                 self.local_due.retain(|&p| p != port);
+                self.local_ready.retain(|&p| p != port);
                 None
             }
         }
@@ -543,7 +554,11 @@ impl Loop {
             else {
                 continue;
             };
-            if local.run(&mut self.local_out) && !self.local_due.contains(&port) {
+            let ready = self.local_ready.contains(&port);
+            if ready {
+                self.local_ready.retain(|&p| p != port);
+            }
+            if local.run(ready, &mut self.local_out) && !self.local_due.contains(&port) {
                 self.local_due.push(port);
             }
             let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sturdy_abi::ring::*;
+use sturdy_poll::PollWindow;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -212,57 +213,8 @@ const DOORBELL_TOKEN: u64 = u64::MAX;
 /// latency on each side (an idle vCPU of a nested host halts), and a guest must ring the doorbell
 /// to wake a sleeping thread; a flowing exchange (a TCP window, a request and its response) has
 /// its next frame within a few hundred microseconds. KVM's own halt polling waits as long by
-/// default (200 us).
+/// default (200 us). The window adapts ([`PollWindow`]); `STURDY_IO_POLL_US` replaces it.
 const POLL_MAX: Duration = Duration::from_micros(200);
-
-/// How long to poll before sleeping, adapted as KVM adapts its halt polling: a sleep that ended
-/// within the longest window would have been saved by polling, so the window grows (doubling
-/// from [`PollWindow::START`]); a longer sleep means polling only burnt CPU, so it halves. Idle
-/// or sparse traffic thus polls little or not at all; while frames flow it polls the longest.
-#[derive(Debug)]
-struct PollWindow {
-    window: Duration,
-    max: Duration,
-    until: Instant,
-}
-
-impl PollWindow {
-    const START: Duration = Duration::from_micros(10);
-
-    /// `STURDY_IO_POLL_US`, when set, replaces `max` (0: sleep at once), for measurements.
-    fn new(max: Duration) -> PollWindow {
-        let max = std::env::var("STURDY_IO_POLL_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(max, Duration::from_micros);
-        PollWindow {
-            window: Duration::ZERO,
-            max,
-            until: Instant::now(),
-        }
-    }
-
-    /// Work was done at `now`: poll for the window from here.
-    fn start(&mut self, now: Instant) {
-        self.until = now + self.window;
-    }
-
-    /// Whether to keep polling at `now`.
-    fn polling(&self, now: Instant) -> bool {
-        now < self.until
-    }
-
-    /// After a sleep of `slept`, adapts the window.
-    fn slept(&mut self, slept: Duration) {
-        self.window = if slept <= self.max {
-            (self.window * 2).clamp(Self::START, self.max)
-        } else if self.window / 2 >= Self::START {
-            self.window / 2
-        } else {
-            Duration::ZERO
-        };
-    }
-}
 
 /// The I/O thread's state: its epoll set, the host-owned ring indices, the event buffer.
 struct IoThread {
@@ -296,7 +248,7 @@ impl IoThread {
             nics,
             events: vec![EpollEvent::default(); 16],
             enabled: false,
-            poll: PollWindow::new(POLL_MAX),
+            poll: PollWindow::new(POLL_MAX, "STURDY_IO_POLL_US"),
         })
     }
 
@@ -685,27 +637,5 @@ mod tests {
         let want: Vec<u32> = (0..SLOTS).filter(|&i| i != 5).collect();
         assert_eq!(seen, want, "every good frame once, in order");
         assert_eq!(st.tx_head, SLOTS);
-    }
-
-    #[test]
-    fn the_poll_window_grows_while_frames_flow_and_shrinks_when_idle() {
-        let max = Duration::from_micros(200);
-        let mut p = PollWindow {
-            window: Duration::ZERO,
-            max,
-            until: Instant::now(),
-        };
-        for _ in 0..10 {
-            p.slept(Duration::from_micros(50));
-        }
-        assert_eq!(p.window, max);
-        p.slept(Duration::from_millis(5));
-        assert_eq!(p.window, max / 2);
-        for _ in 0..10 {
-            p.slept(Duration::from_secs(1));
-        }
-        assert_eq!(p.window, Duration::ZERO);
-        p.start(Instant::now());
-        assert!(!p.polling(Instant::now()), "no window, no polling");
     }
 }

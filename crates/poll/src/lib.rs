@@ -1,5 +1,6 @@
-//! Adaptive polling before sleeping, for the fabric's run loop ([`crate::port`]), which also
-//! serves the gateway ([`crate::gateway`]).
+//! Adaptive polling before sleeping, for the threads that move frames: the monitor's NIC I/O
+//! thread (`vmm::devices::ring`) and the fabric's run loop (`sturdy_fabric::port`, which also
+//! serves the gateway).
 //!
 //! On a virtualised host a thread's sleep and wake-up cost tens of microseconds (an idle vCPU
 //! halts; ~35 us of CPU per wake-up was measured on a nested host), once per hop of every
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Idle or sparse traffic thus polls little or not at all; while frames flow it polls the
 /// longest.
 #[derive(Debug)]
-pub(crate) struct PollWindow {
+pub struct PollWindow {
     window: Duration,
     max: Duration,
     until: Instant,
@@ -24,8 +25,8 @@ impl PollWindow {
     const START: Duration = Duration::from_micros(10);
 
     /// A window of at most `max`; the environment variable `var` (microseconds), when set,
-    /// replaces it (0: sleep at once), for measurements.
-    pub(crate) fn new(max: Duration, var: &str) -> PollWindow {
+    /// replaces it (0: sleep at once), for measurements and tuning.
+    pub fn new(max: Duration, var: &str) -> PollWindow {
         let max = std::env::var(var)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -33,7 +34,8 @@ impl PollWindow {
         PollWindow::with_max(max)
     }
 
-    fn with_max(max: Duration) -> PollWindow {
+    /// A window of at most `max`.
+    pub fn with_max(max: Duration) -> PollWindow {
         PollWindow {
             window: Duration::ZERO,
             max,
@@ -42,17 +44,17 @@ impl PollWindow {
     }
 
     /// Work was done at `now`: poll for the window from here.
-    pub(crate) fn start(&mut self, now: Instant) {
+    pub fn start(&mut self, now: Instant) {
         self.until = now + self.window;
     }
 
     /// Whether to keep polling at `now`.
-    pub(crate) fn polling(&self, now: Instant) -> bool {
+    pub fn polling(&self, now: Instant) -> bool {
         now < self.until
     }
 
     /// After a sleep of `slept`, adapts the window.
-    pub(crate) fn slept(&mut self, slept: Duration) {
+    pub fn slept(&mut self, slept: Duration) {
         self.window = if slept <= self.max {
             // Not `clamp`: a max below START (0: never poll) must win, not panic.
             (self.window * 2).max(Self::START).min(self.max)
