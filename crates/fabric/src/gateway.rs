@@ -42,7 +42,7 @@ use smoltcp::wire::{HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
 use crate::plan::{Gateway, Plan, PlanError, PortId, Proto, Published, Subnet};
 use crate::port::sys::{self, Epoll, EventFd};
-use crate::port::{FabricHandle, Link, LocalPort, RunError, RECV_BUFFER};
+use crate::port::{FabricHandle, Link, LocalId, LocalPort, RunError, RECV_BUFFER};
 use crate::wire::{ethernet, EtherType, EthernetFrame, Ipv4Packet, Mac};
 
 /// Socket buffers of each gateway connection, each way.
@@ -74,6 +74,8 @@ const UDP_MAX_PAYLOAD: usize = 1500 - 20 - 8;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Host events handled per run at most (level-triggered ones come back).
 const EVENTS: usize = 64;
+/// How long a listener whose accept failed (no descriptor or memory left) is not watched.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 const WAKE: u64 = 1;
 /// Host listeners' tokens start here.
@@ -136,8 +138,9 @@ pub struct GatewayReport {
 /// It may be shared between threads (`&self` methods): probes and [`apply`](Self::apply) are
 /// commands to the gateway, which the fabric's thread takes at once.
 pub struct GatewayHandle {
-    /// The fabric's run loop, which serves the gateway; `None` once stopped.
-    fabric: Option<Link>,
+    /// The fabric's run loop, which serves the gateway, and which attachment is this
+    /// gateway's; `None` once stopped.
+    fabric: Option<(Link, LocalId)>,
     wake: Arc<EventFd>,
     stats: Arc<Mutex<GatewayStats>>,
     commands: mpsc::Sender<Command>,
@@ -330,15 +333,16 @@ impl GatewayHandle {
     }
 
     /// Stops the gateway: its port is detached from the fabric, its listeners closed and its
-    /// connections dropped (host peers see a reset) by the time this returns.
+    /// connections dropped (their host sockets closed) by the time this returns.
     pub fn stop(mut self) {
         self.halt();
     }
 
     fn halt(&mut self) {
-        if let Some(fabric) = self.fabric.take() {
-            // An error means the fabric's thread has stopped, and the gateway with it.
-            let _ = fabric.detach(PortId::GATEWAY);
+        if let Some((fabric, id)) = self.fabric.take() {
+            // An error means the fabric's thread has stopped, and the gateway with it; false,
+            // that the port was detached through the fabric's handle.
+            let _ = fabric.detach_local(PortId::GATEWAY, id);
         }
     }
 }
@@ -386,9 +390,9 @@ pub fn spawn(plan: &Plan, fabric: &FabricHandle) -> Result<GatewayHandle, Gatewa
     let mut gw = Gw::new(plan, epoll, wake.clone(), incoming, stats.clone());
     gw.reconfigure(plan.clone(), listeners);
     gw.publish_stats();
-    fabric.attach_local(PortId::GATEWAY, Box::new(gw))?;
+    let id = fabric.attach_local(PortId::GATEWAY, Box::new(gw))?;
     Ok(GatewayHandle {
-        fabric: Some(fabric.link()),
+        fabric: Some((fabric.link(), id)),
         wake,
         stats,
         commands,
@@ -568,6 +572,8 @@ struct Gw {
     plan: Plan,
     listeners: HashMap<u64, Listener>,
     next_listener: u64,
+    /// Listeners not watched until then (their accept failed).
+    paused: Vec<(u64, Instant)>,
     egress: Vec<TcpEgress>,
     udp: Vec<UdpEgress>,
     conns: HashMap<u64, Conn>,
@@ -626,13 +632,6 @@ fn egress_addrs(plan: &Plan, proto: Proto) -> Vec<SocketAddrV4> {
     addrs
 }
 
-fn millis_until(now: Instant, at: Instant) -> i64 {
-    // Rounded up: waking a little late is fine, waking early would spin.
-    at.saturating_duration_since(now)
-        .as_nanos()
-        .div_ceil(1_000_000) as i64
-}
-
 impl Gw {
     fn new(
         plan: &Plan,
@@ -671,6 +670,7 @@ impl Gw {
             plan: Plan::new(plan.subnet),
             listeners: HashMap::new(),
             next_listener: LISTENER,
+            paused: Vec::new(),
             egress: Vec::new(),
             udp: Vec::new(),
             conns: HashMap::new(),
@@ -728,23 +728,47 @@ impl Gw {
 
     /// How long to wait for events when nothing is moving: until the stack's next timer, the
     /// next probe deadline or sweep, and at most a second.
-    fn idle_delay(&mut self) -> i32 {
+    fn idle_delay(&mut self) -> Duration {
         let now = Instant::now();
+        // Microseconds, not milliseconds: the run loop rounds the wait up, and a delay cut
+        // to 0 ms would have it spin until the timer is due.
         let mut delay = self
             .iface
             .poll_delay(self.now(), &self.sockets)
-            .map_or(1000, |d| d.total_millis() as i64);
+            .map_or(Duration::from_secs(1), |d| {
+                Duration::from_micros(d.total_micros())
+            });
         for p in self.probes.iter().filter(|p| p.reply.is_some()) {
-            delay = delay.min(millis_until(now, p.deadline));
+            delay = delay.min(p.deadline.saturating_duration_since(now));
         }
-        delay = delay.min(millis_until(now, self.next_sweep));
-        delay.clamp(0, 1000) as i32
+        for &(_, until) in &self.paused {
+            delay = delay.min(until.saturating_duration_since(now));
+        }
+        delay
+            .min(self.next_sweep.saturating_duration_since(now))
+            .min(Duration::from_secs(1))
     }
 
     fn publish_stats(&mut self) {
         self.stats.connections = self.conns.len() + self.probes.len();
         self.stats.udp_flows = self.udp_flows.len();
         *self.stats_out.lock().expect("gateway stats") = self.stats;
+    }
+
+    /// Watches again the paused listeners whose pause is over (those still published).
+    fn resume_listeners(&mut self, now: Instant) {
+        let (due, waiting) = std::mem::take(&mut self.paused)
+            .into_iter()
+            .partition(|&(_, until)| now >= until);
+        self.paused = waiting;
+        for (token, _) in due {
+            if let Some(l) = self.listeners.get(&token) {
+                let fd = l.listener.as_raw_fd();
+                if let Err(e) = self.epoll.add(fd, token, libc::EPOLLIN as u32) {
+                    tracing::warn!(target: "sturdy_fabric::gateway", "cannot watch {}: {e}", l.publication);
+                }
+            }
+        }
     }
 
     /// Handles the handles' commands.
@@ -914,7 +938,16 @@ impl Gw {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!(target: "sturdy_fabric::gateway", "accept failed: {e}");
+                    // Out of descriptors or memory: the listener stays readable, so it is not
+                    // watched for a while (its connections wait in the backlog) rather than
+                    // spun on.
+                    tracing::warn!(
+                        target: "sturdy_fabric::gateway",
+                        "accept on {} failed: {e}; trying again in {} ms",
+                        l.publication, ACCEPT_PAUSE.as_millis()
+                    );
+                    let _ = self.epoll.delete(l.listener.as_raw_fd());
+                    self.paused.push((token, Instant::now() + ACCEPT_PAUSE));
                     return;
                 }
             };
@@ -1269,7 +1302,7 @@ impl Gw {
         ));
         // From the outside address, as the guest addressed it.
         meta.local_address = Some((*flow.egress.ip()).into());
-        loop {
+        let failed = loop {
             match flow.host.recv(&mut self.udp_buf) {
                 Ok(n) if n > UDP_MAX_PAYLOAD => self.stats.udp_dropped += 1,
                 Ok(n) => match socket.send_slice(&self.udp_buf[..n], meta) {
@@ -1280,12 +1313,18 @@ impl Gw {
                     }
                     Err(_) => self.stats.udp_dropped += 1,
                 },
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break None,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // An ICMP error for an earlier datagram (port unreachable...): read on.
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
-                Err(_) => return,
+                Err(e) => break Some(e),
             }
+        };
+        // Anything else would keep the socket readable (and the fabric's thread spinning):
+        // the flow is forgotten; the guest's next datagram opens a new one.
+        if let Some(e) = failed {
+            tracing::warn!(target: "sturdy_fabric::gateway", "UDP flow to {}: {e}; closed", flow.egress);
+            self.forget_flow(token);
         }
     }
 
@@ -1473,8 +1512,12 @@ impl LocalPort for Gw {
         if ready {
             self.handle_events();
         }
-        if Instant::now() >= self.next_sweep {
+        let now = Instant::now();
+        if now >= self.next_sweep {
             self.sweep_udp();
+        }
+        if self.paused.iter().any(|&(_, until)| now >= until) {
+            self.resume_listeners(now);
         }
         let busy = self.process();
         out.append(&mut self.device.tx);
@@ -1483,6 +1526,6 @@ impl LocalPort for Gw {
     }
 
     fn timeout(&mut self) -> Duration {
-        Duration::from_millis(self.idle_delay() as u64)
+        self.idle_delay()
     }
 }

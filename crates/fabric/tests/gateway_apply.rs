@@ -206,9 +206,17 @@ fn a_gateway_stops_with_its_listeners_and_a_stopped_fabric_stops_its_gateway() {
     free(addr, "the gateway's host port is free once stop returned");
     // The fabric still runs, without a gateway port: a new gateway can take its place.
     handle.stats().unwrap();
-    let gw = sturdy_fabric::gateway::spawn(&plan, &handle).expect("the gateway port was free");
-    let addr = gw.published()[0].1;
+    let old = sturdy_fabric::gateway::spawn(&plan, &handle).expect("the gateway port was free");
+    let addr = old.published()[0].1;
     TcpStream::connect(addr).expect("the new gateway listens");
+    // Detached through the fabric's handle, then replaced: the old gateway's handle, dropped
+    // after, leaves its successor alone.
+    assert!(handle.detach(PortId::GATEWAY).unwrap().is_none());
+    free(addr, "the detached gateway's listener");
+    let gw = sturdy_fabric::gateway::spawn(&plan, &handle).expect("the gateway port was free");
+    drop(old);
+    let addr = gw.published()[0].1;
+    TcpStream::connect(addr).expect("the newest gateway still listens");
 
     handle.stop().unwrap();
     free(addr, "the fabric's end closed the gateway's listener");

@@ -197,3 +197,42 @@ fn probes_from_many_threads_while_ingress_flows_leave_nothing_behind() {
     assert_eq!(stats.resets_to_host, 0, "{stats:?}");
     assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
 }
+
+/// The gateway runs on the fabric's thread: its timers must fire while frames of other ports
+/// keep that thread from ever waiting out a timeout. Here `down`'s end sends frames as fast as
+/// it can (dropped by the fabric as spoofed) while a probe of `down` waits for its deadline.
+#[test]
+fn a_probe_times_out_on_time_while_other_frames_keep_the_fabric_busy() {
+    let (handle, gw, _server, down) = probe_fabric();
+    let down = std::os::unix::net::UnixDatagram::from(down);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if down.send(&[0xff; 60]).is_ok() {
+                    sent += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let result = gw.probe_tcp("down", 80, timeout);
+    let waited = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = flood.join().unwrap();
+    assert_eq!(result, Err("timed out after 300ms".to_string()));
+    assert!(
+        waited < timeout + Duration::from_millis(200),
+        "the probe's deadline fired late: {waited:?} ({sent} frames flooded meanwhile)"
+    );
+    let stats = handle.stats().unwrap();
+    let down = stats.ports.iter().find(|p| p.service == "down").unwrap();
+    assert!(down.stats.rx.frames > 100, "{:?}", down.stats);
+}

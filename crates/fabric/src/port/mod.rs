@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 pub use runner::{spawn, FabricHandle, RunError};
-pub(crate) use runner::{Link, LocalPort};
+pub(crate) use runner::{Link, LocalId, LocalPort};
 
 /// The largest message a port reads whole; anything longer is counted as oversized (a valid
 /// frame is at most MTU + 14 = 1514 bytes).

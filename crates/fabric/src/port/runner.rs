@@ -41,14 +41,19 @@ const POLL_MAX: Duration = Duration::from_micros(300);
 /// The epoll token of the wake-up eventfd (port tokens are port numbers).
 const WAKE: u64 = u64::MAX;
 
+/// A local port runs at least this often, so that its timers fire while frames of other ports
+/// keep the loop from ever waiting out a timeout (its timers are in milliseconds).
+const LOCAL_TICK: Duration = Duration::from_millis(1);
+
 /// Rounds of frames between local ports and socket ports in one turn of the loop at most (a
 /// local port's answer to a frame is delivered in the same turn; the bound keeps one turn from
 /// starving the others).
 const LOCAL_ROUNDS: usize = 8;
 
 /// A port served on the run loop's thread: the switch hands it frames by call and takes its
-/// frames back the same way. It has its own descriptors (host sockets, timers' eventfds) behind
-/// one pollable descriptor, its own epoll, which the run loop watches.
+/// frames back the same way. Its own descriptors (host sockets, an eventfd for its handle's
+/// commands) are behind one pollable descriptor, its own epoll, which the run loop watches; its
+/// timers are [`timeout`](LocalPort::timeout)'s.
 pub(crate) trait LocalPort: Send {
     /// A descriptor that is readable while the port has events to handle (an epoll's).
     fn events_fd(&self) -> RawFd;
@@ -90,7 +95,8 @@ type Reply<T> = mpsc::SyncSender<T>;
 /// What a handle asks of the run loop.
 enum Command {
     Attach(PortId, Port, Reply<Result<(), RunError>>),
-    AttachLocal(PortId, Box<dyn LocalPort>, Reply<Result<(), RunError>>),
+    AttachLocal(PortId, Box<dyn LocalPort>, Reply<Result<LocalId, RunError>>),
+    DetachLocal(PortId, LocalId, Reply<bool>),
     Detach(PortId, Reply<Option<Port>>),
     Apply(Box<Plan>, Reply<Result<ApplyReport, PlanError>>),
     Stats(Reply<Stats>),
@@ -118,6 +124,8 @@ pub fn spawn(fabric: Fabric) -> io::Result<FabricHandle> {
         failed: Vec::new(),
         local_due: Vec::new(),
         local_ready: Vec::new(),
+        local_ran: Instant::now(),
+        next_local_id: 0,
         local_out: Vec::new(),
     };
     let thread = std::thread::Builder::new()
@@ -162,6 +170,12 @@ impl Link {
     pub(crate) fn detach(&self, port: PortId) -> Result<Option<Port>, RunError> {
         self.call(|r| Command::Detach(port, r))
     }
+
+    /// Detaches the local port `id` (attached as `port`), if it still is: it is dropped on the
+    /// run loop's thread before this returns. Whether it was attached.
+    pub(crate) fn detach_local(&self, port: PortId, id: LocalId) -> Result<bool, RunError> {
+        self.call(|r| Command::DetachLocal(port, id, r))
+    }
 }
 
 impl std::fmt::Debug for FabricHandle {
@@ -180,12 +194,13 @@ impl FabricHandle {
         self.call(|r| Command::Attach(port, io, r))?
     }
 
-    /// Attaches `local` as port `port`, served on the run loop's thread.
+    /// Attaches `local` as port `port`, served on the run loop's thread; the id detaches it
+    /// ([`Link::detach_local`]) and no later port of the same number.
     pub(crate) fn attach_local(
         &self,
         port: PortId,
         local: Box<dyn LocalPort>,
-    ) -> Result<(), RunError> {
+    ) -> Result<LocalId, RunError> {
         self.call(|r| Command::AttachLocal(port, local, r))?
     }
 
@@ -243,17 +258,21 @@ impl Drop for FabricHandle {
     }
 }
 
+/// Which attachment of a local port a handle holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LocalId(u64);
+
 /// What carries an attached port's frames.
 enum Io {
     Socket(Port),
-    Local(Box<dyn LocalPort>),
+    Local(Box<dyn LocalPort>, LocalId),
 }
 
 impl Io {
     fn raw_fd(&self) -> RawFd {
         match self {
             Io::Socket(port) => port.as_raw_fd(),
-            Io::Local(local) => local.events_fd(),
+            Io::Local(local, _) => local.events_fd(),
         }
     }
 }
@@ -283,6 +302,9 @@ struct Loop {
     local_due: Vec<PortId>,
     /// Local ports whose descriptor epoll reported readable.
     local_ready: Vec<PortId>,
+    /// When the local ports last ran ([`LOCAL_TICK`]).
+    local_ran: Instant,
+    next_local_id: u64,
     /// Frames a local port sent, on their way into the switch.
     local_out: Vec<Vec<u8>>,
 }
@@ -313,16 +335,16 @@ impl Loop {
                 std::thread::yield_now();
                 continue;
             }
-            if !polling && !busy {
-                if frames || events.is_empty() {
-                    poll.slept(before.elapsed());
-                }
-                if events.is_empty() {
-                    // A timer of a local port may be due.
-                    self.all_local_due();
-                }
+            if timeout > 0 && (frames || events.is_empty()) {
+                poll.slept(before.elapsed());
             }
             let now = Instant::now();
+            if (!polling && !busy && events.is_empty())
+                || now.saturating_duration_since(self.local_ran) >= LOCAL_TICK
+            {
+                // A timer of a local port may be due.
+                self.all_local_due();
+            }
             if frames {
                 poll.start(now);
             }
@@ -336,7 +358,7 @@ impl Loop {
                 }
                 let port = PortId(token as u16);
                 if let Some(Some(Attached {
-                    io: Io::Local(_), ..
+                    io: Io::Local(..), ..
                 })) = self.ports.get(index(port))
                 {
                     self.due(port);
@@ -376,7 +398,7 @@ impl Loop {
     fn all_local_due(&mut self) {
         for (i, attached) in self.ports.iter().enumerate() {
             if let Some(Attached {
-                io: Io::Local(_), ..
+                io: Io::Local(..), ..
             }) = attached
             {
                 let port = port_at(i);
@@ -393,7 +415,7 @@ impl Loop {
             .iter_mut()
             .flatten()
             .filter_map(|a| match &mut a.io {
-                Io::Local(local) => Some(local.timeout()),
+                Io::Local(local, _) => Some(local.timeout()),
                 Io::Socket(_) => None,
             })
             .min()
@@ -415,12 +437,24 @@ impl Loop {
                     let _ = reply.send(self.attach(port, Io::Socket(io)));
                 }
                 Command::AttachLocal(port, local, reply) => {
-                    let result = self.attach(port, Io::Local(local));
+                    self.next_local_id += 1;
+                    let id = LocalId(self.next_local_id);
+                    let result = self.attach(port, Io::Local(local, id));
                     if result.is_ok() {
                         self.due(port);
                         self.local_ready.push(port);
                     }
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map(|()| id));
+                }
+                Command::DetachLocal(port, id, reply) => {
+                    let ours = matches!(
+                        self.ports.get(index(port)),
+                        Some(Some(Attached { io: Io::Local(_, held), .. })) if *held == id
+                    );
+                    if ours {
+                        self.detach(port);
+                    }
+                    let _ = reply.send(ours);
                 }
                 Command::Detach(port, reply) => {
                     let _ = reply.send(self.detach(port));
@@ -480,7 +514,7 @@ impl Loop {
         let _ = self.epoll.delete(attached.io.raw_fd());
         match attached.io {
             Io::Socket(io) => Some(io),
-            Io::Local(_) => {
+            Io::Local(..) => {
                 self.local_due.retain(|&p| p != port);
                 self.local_ready.retain(|&p| p != port);
                 None
@@ -546,9 +580,10 @@ impl Loop {
     /// Runs each local port due once and its frames through the switch; those with work left
     /// stay due.
     fn run_local_ports(&mut self, now: Instant) {
+        self.local_ran = now;
         for port in std::mem::take(&mut self.local_due) {
             let Some(Some(Attached {
-                io: Io::Local(local),
+                io: Io::Local(local, _),
                 ..
             })) = self.ports.get_mut(index(port))
             else {
@@ -583,7 +618,7 @@ impl Loop {
             };
             let io = match &mut attached.io {
                 Io::Socket(io) => io,
-                Io::Local(local) => {
+                Io::Local(local, _) => {
                     let mut start = 0;
                     for &end in &attached.ends {
                         local.deliver(&attached.bytes[start..end]);
