@@ -72,8 +72,6 @@ const UDP_BUFFER: usize = 256 * 1024;
 const UDP_MAX_PAYLOAD: usize = 1500 - 20 - 8;
 /// How often idle UDP flows are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Host events handled per run at most (level-triggered ones come back).
-const EVENTS: usize = 64;
 /// How long a listener whose accept failed (no descriptor or memory left) is not watched.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -565,6 +563,7 @@ struct Gw {
     sockets: SocketSet<'static>,
     /// The host sockets' and the wake-up's events; the fabric's run loop watches it.
     epoll: Epoll,
+    /// The events of one run (a bounded batch: those left are reported again).
     events: Vec<(u64, u32)>,
     wake: Arc<EventFd>,
     commands: mpsc::Receiver<Command>,
@@ -664,7 +663,7 @@ impl Gw {
             device,
             sockets: SocketSet::new(Vec::new()),
             epoll,
-            events: Vec::with_capacity(EVENTS),
+            events: Vec::new(),
             wake,
             commands,
             plan: Plan::new(plan.subnet),

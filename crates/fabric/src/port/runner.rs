@@ -165,12 +165,6 @@ impl Link {
         rx.recv().map_err(|_| RunError::Stopped)
     }
 
-    /// Detaches port `port`: a socket port is returned, a local one is dropped on the run
-    /// loop's thread before this returns.
-    pub(crate) fn detach(&self, port: PortId) -> Result<Option<Port>, RunError> {
-        self.call(|r| Command::Detach(port, r))
-    }
-
     /// Detaches the local port `id` (attached as `port`), if it still is: it is dropped on the
     /// run loop's thread before this returns. Whether it was attached.
     pub(crate) fn detach_local(&self, port: PortId, id: LocalId) -> Result<bool, RunError> {
@@ -212,7 +206,7 @@ impl FabricHandle {
     /// Detaches port `port` and returns it (frames for it are dropped as `TxFull` meanwhile).
     /// A local port (the gateway) is dropped instead; stop it through its own handle.
     pub fn detach(&self, port: PortId) -> Result<Option<Port>, RunError> {
-        self.link.detach(port)
+        self.call(|r| Command::Detach(port, r))
     }
 
     /// Puts `plan` in force before the next frame ([`Fabric::apply`]).
