@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// How long to poll before sleeping, adapted as KVM adapts its halt polling: a sleep that ended
 /// within the longest window would have been saved by polling, so the window grows (doubling
-/// from [`PollWindow::START`]); a longer sleep means polling only burnt CPU, so it halves.
+/// from 10 us); a longer sleep means polling only burnt CPU, so it halves.
 /// Idle or sparse traffic thus polls little or not at all; while frames flow it polls the
 /// longest.
 #[derive(Debug)]

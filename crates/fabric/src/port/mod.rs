@@ -1,11 +1,12 @@
-//! Port I/O: a fabric port is one end of a SOCK_SEQPACKET socket pair, whose other end the
-//! monitor attaches as a guest NIC (`sturdy-hvt --net:NAME=@FD`, one message = one Ethernet
+//! Port I/O: a guest's fabric port is one end of a SOCK_SEQPACKET socket pair, whose other end
+//! the monitor attaches as a guest NIC (`sturdy-hvt --net:NAME=@FD`, one message = one Ethernet
 //! frame, as `crates/vmm/src/devices/net.rs` reads and writes them); and [`spawn`], the thread
-//! that runs a [`Fabric`](crate::Fabric) over its ports.
+//! that runs a [`Fabric`](crate::Fabric) over its ports. The gateway's port is local instead:
+//! served on that thread, its frames passed by function call (`runner.rs`, `LocalPort`).
 //!
 //! The switch stays free of I/O; this module only moves frames: it reads a batch from each
-//! ready port (recvmmsg), runs them through the switch, queues what comes out per destination
-//! port and writes each queue in one go (sendmmsg). A frame for a port that cannot take it (its
+//! ready socket port (recvmmsg), runs them through the switch, queues what comes out per
+//! destination port and writes each queue in one go (sendmmsg). A frame for a port that cannot take it (its
 //! monitor is not reading) is dropped and counted, never waited for: one stuck guest must not
 //! stall the others. The only `unsafe` code of the crate is in `sys.rs`, each system call
 //! wrapped in a safe function.

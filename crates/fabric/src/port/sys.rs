@@ -245,7 +245,7 @@ impl Epoll {
     }
 }
 
-/// An eventfd: how other threads wake the run loop.
+/// An eventfd: how other threads wake the run loop (or the gateway, through its epoll).
 pub(crate) struct EventFd(OwnedFd);
 
 impl EventFd {
