@@ -135,3 +135,50 @@ fn nic_on_an_inherited_socketpair_fd() {
     );
     assert_eq!(&reply[28..32], &[10, 0, 0, 2]);
 }
+
+/// CPU time (user + system, clock ticks) the monitor `pid`'s NIC I/O thread has used.
+fn io_thread_ticks(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the monitor's threads");
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if comm.ends_with("(sturdy-hvt-io") {
+            let f: Vec<&str> = rest.split(' ').collect();
+            return f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        }
+    }
+    panic!("no sturdy-hvt-io thread in monitor {pid}");
+}
+
+/// A NIC whose host socket is full (nobody reads its other end) while the guest keeps sending
+/// must not make the monitor's I/O thread spin: it retries the socket every millisecond and
+/// sleeps in between (the guest, told to try again, waits in POLL).
+#[test]
+fn a_full_host_socket_does_not_make_the_io_thread_spin() {
+    let (ours, theirs) = seqpacket_pair();
+    let mut cmd = hvt();
+    cmd.args([
+        &format!("--net:service=@{}", theirs.as_raw_fd()),
+        guest("attacker").to_str().unwrap(),
+        "--sturdy.v1.net=service:10.77.0.2/24",
+        "broadcast-flood",
+        "--rounds=1000000",
+        "--pause-ms=0",
+    ]);
+    inherit_fd(&mut cmd, theirs.as_raw_fd());
+    let mut g = spawn(cmd);
+    drop(theirs);
+    g.wait_for_line("attacker", Duration::from_secs(20));
+    // The socket and the guest's TX ring fill within a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = io_thread_ticks(g.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = io_thread_ticks(g.pid()) - before;
+    // 200 ticks would be a whole CPU for the 2 s; sleeping between retries takes a few.
+    assert!(used < 50, "the I/O thread used {used} of 200 ticks");
+    drop(ours);
+}

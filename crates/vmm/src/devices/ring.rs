@@ -133,6 +133,9 @@ struct NicState {
     /// frames move in batches, one sendmmsg/recvmmsg for up to [`BATCH`] of them. A TAP takes
     /// one read or write per frame.
     batched: bool,
+    /// The host descriptor would block at the last try: the guest's queued frames wait for
+    /// the retry, not for a doorbell.
+    tx_stalled: bool,
 }
 
 impl NicState {
@@ -142,6 +145,7 @@ impl NicState {
             tx_head: 0,
             rx_tail: 0,
             batched: is_message_socket(nic.fd),
+            tx_stalled: false,
         }
     }
 }
@@ -277,6 +281,7 @@ impl IoThread {
                 for n in &mut self.nics {
                     let (sent, tx_stalled) = drain_tx(mem, area, n)?;
                     let (received, rx_full) = fill_rx(mem, area, n)?;
+                    n.tx_stalled = tx_stalled;
                     progress |= sent + received > 0;
                     pushed |= received > 0;
                     stalled |= tx_stalled || rx_full;
@@ -305,7 +310,13 @@ impl IoThread {
             let sleeping = area.base + OFF_HOST_SLEEPING;
             let _ = mem.store_u32(sleeping, 1, Ordering::Relaxed);
             fence(Ordering::SeqCst);
-            let tx_pending = self.enabled && self.nics.iter().any(|n| tx_tail(mem, n) != n.tx_head);
+            // Frames queued for a host descriptor that would block are not pending: waiting for
+            // them would spin on EAGAIN; they are retried after the short sleep below.
+            let tx_pending = self.enabled
+                && self
+                    .nics
+                    .iter()
+                    .any(|n| !n.tx_stalled && tx_tail(mem, n) != n.tx_head);
             if !tx_pending {
                 // A full RX ring or a full host socket is retried shortly: the guest may not ring.
                 let timeout = if stalled { 1 } else { -1 };
