@@ -310,3 +310,54 @@ fn unhealthy_dependency_fails_start_with_a_clear_error() {
     assert!(err.contains("last probe: not an HTTP answer"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A service stopped while it waits for its dependencies stays stopped when they are ready,
+/// until it is started on request.
+#[test]
+fn a_service_stopped_before_its_turn_stays_stopped() {
+    let dir = state_dir("stopbeforeturn");
+    let yaml = format!(
+        "name: turn\n\
+         services:\n  \
+           echo:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             healthcheck: {{ tcp: 7, interval: 100ms, timeout: 200ms, retries: 1 }}\n  \
+           front:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             depends_on: {{ echo: {{ condition: service_healthy }} }}\n",
+        echo = guests::path("tcpecho").display(),
+    );
+    let file = dir.join("sturdy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let plan = sturdy_compose::load(&file).unwrap();
+    let app = App::create(&plan, &hvt(), &dir, Default::default()).unwrap();
+    // echo needs a boot and a probe to be healthy; front waits meanwhile.
+    app.stop_service("front").unwrap();
+    let front = status(&app, "front");
+    assert_eq!(
+        (front.state, front.pid),
+        (State::Stopped, None),
+        "{front:#?}"
+    );
+    wait_until(&app, Duration::from_secs(20), "echo healthy", |a| {
+        status(a, "echo").state == State::Healthy
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let front = status(&app, "front");
+    assert_eq!(
+        (front.state, front.pid),
+        (State::Stopped, None),
+        "front started after its stop: {:#?}",
+        app.logs("front")
+    );
+    app.start_service("front").unwrap();
+    wait_until(&app, Duration::from_secs(20), "front running", |a| {
+        status(a, "front").pid.is_some()
+    });
+    let running = pids(&app);
+    assert_eq!(running.len(), 2);
+    stop_leaves_nothing(app, &running);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -68,9 +68,9 @@ fn carry_out(shared: &Shared, s: &mut Service, request: Request) -> Result<(), S
     match request {
         Request::Stop => {
             shared.kill(s);
-            if s.state != State::Created {
-                s.state = State::Stopped;
-            }
+            // Not started yet too: when its turn comes, `start_pending` leaves it stopped.
+            s.state = State::Stopped;
+            s.waiting_for = None;
             note(s, "stopped on request");
             Ok(())
         }
@@ -157,7 +157,9 @@ fn start_pending(shared: &Shared, inner: &mut Inner, now: Instant) {
         }
         let s = &mut inner.services[index];
         if waiting.is_some() {
-            s.waiting_for = waiting;
+            if s.state == State::Created {
+                s.waiting_for = waiting;
+            }
             i += 1;
             continue;
         }
