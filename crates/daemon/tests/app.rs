@@ -361,3 +361,50 @@ fn a_service_stopped_before_its_turn_stays_stopped() {
     stop_leaves_nothing(app, &running);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Requests for one service made at the same time are each carried out and answered.
+#[test]
+fn concurrent_requests_are_each_answered() {
+    let dir = state_dir("concurrent");
+    let yaml = format!(
+        "name: many\n\
+         services:\n  \
+           echo:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n",
+        echo = guests::path("tcpecho").display(),
+    );
+    let file = dir.join("sturdy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let plan = sturdy_compose::load(&file).unwrap();
+    let app = std::sync::Arc::new(App::start(&plan, &hvt(), &dir).unwrap());
+    let first = status(&app, "echo").instance;
+    let started = Instant::now();
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let app = app.clone();
+            std::thread::spawn(move || app.restart_service("echo"))
+        })
+        .collect();
+    for c in callers {
+        c.join().unwrap().expect("each restart answered ok");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answers took {:?}",
+        started.elapsed()
+    );
+    let echo = status(&app, "echo");
+    assert_eq!(echo.instance, first + 4, "{:#?}", app.logs("echo"));
+    let restarted = app
+        .logs("echo")
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("restarted on request"))
+        .count();
+    assert_eq!(restarted, 4);
+    let running = pids(&app);
+    let app = std::sync::Arc::try_unwrap(app).ok().unwrap();
+    stop_leaves_nothing(app, &running);
+    let _ = std::fs::remove_dir_all(&dir);
+}

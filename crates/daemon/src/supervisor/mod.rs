@@ -199,9 +199,9 @@ struct Service {
     failures: u32,
     last_probe_error: Option<String>,
     waiting_for: Option<String>,
-    request: Option<Request>,
-    /// The result of the last request, for its caller.
-    answer: Option<Result<(), String>>,
+    /// Requests waiting for the supervision thread, in arrival order, each with its caller's
+    /// channel for the result (concurrent requests each get their own answer).
+    requests: Vec<(Request, mpsc::SyncSender<Result<(), String>>)>,
 }
 
 /// What the supervision thread and the callers share.
@@ -501,8 +501,7 @@ impl App {
                 failures: 0,
                 last_probe_error: None,
                 waiting_for: None,
-                request: None,
-                answer: None,
+                requests: Vec::new(),
             });
         }
         let pending = plan
@@ -710,6 +709,7 @@ impl App {
     }
 
     fn request(&self, service: &str, request: Request) -> Result<(), Error> {
+        let (reply, answer) = mpsc::sync_channel(1);
         {
             let mut inner = self.shared.lock();
             let names: Vec<String> = inner.services.iter().map(|s| s.plan.name.clone()).collect();
@@ -724,32 +724,19 @@ impl App {
                         names.join(", ")
                     ))
                 })?;
-            s.request = Some(request);
-            s.answer = None;
-        }
-        self.shared.wake();
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            {
-                let mut inner = self.shared.lock();
-                let s = inner
-                    .services
-                    .iter_mut()
-                    .find(|s| s.plan.name == service)
-                    .expect("found above");
-                if let Some(answer) = s.answer.take() {
-                    return answer.map_err(Error::Io);
-                }
-            }
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Err(Error::Stopped);
             }
-            if Instant::now() >= deadline {
-                return Err(Error::Io(format!(
-                    "{service}: the supervisor did not answer in {REQUEST_TIMEOUT:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(2));
+            s.requests.push((request, reply));
+        }
+        self.shared.wake();
+        match answer.recv_timeout(REQUEST_TIMEOUT) {
+            Ok(result) => result.map_err(Error::Io),
+            // The supervision thread dropped the request: the application is stopping.
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Stopped),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Io(format!(
+                "{service}: the supervisor did not answer in {REQUEST_TIMEOUT:?}"
+            ))),
         }
     }
 

@@ -11,8 +11,8 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
         let inner = &mut *guard;
         start_pending(shared, inner, now);
         for s in inner.services.iter_mut() {
-            if let Some(request) = s.request.take() {
-                s.answer = Some(carry_out(shared, s, request));
+            for (request, reply) in std::mem::take(&mut s.requests) {
+                let _ = reply.send(carry_out(shared, s, request));
             }
             if let Some(code) = s.instance.as_mut().and_then(Instance::try_exit) {
                 let pid = s.instance.take().map(|i| i.pid).unwrap_or(0);
@@ -59,6 +59,10 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
         }
         drop(guard);
         let _ = woken.recv_timeout(TICK);
+    }
+    // Requests that came too late: their callers learn that the application stopped.
+    for s in shared.lock().services.iter_mut() {
+        s.requests.clear();
     }
 }
 
