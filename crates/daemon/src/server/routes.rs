@@ -18,6 +18,11 @@ pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// The answer for an application whose services are being stopped.
+fn stopping(app: &str) -> ApiError {
+    ApiError(StatusCode::CONFLICT, format!("{app} is being stopped"))
+}
+
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -125,17 +130,33 @@ pub(super) async fn shutdown(Axum(d): Axum<Arc<Daemon>>) -> Json<DaemonInfo> {
     Json(answer)
 }
 
-pub(super) async fn list(Axum(d): Axum<Arc<Daemon>>) -> Json<Vec<AppInfo>> {
-    let mut apps: Vec<AppInfo> = d
+pub(super) async fn list(Axum(d): Axum<Arc<Daemon>>) -> ApiResult<Vec<AppInfo>> {
+    // Copied out, so that an application busy with a slow stop or start (its supervisor's
+    // lock held) holds up neither the table nor this server's workers.
+    let entries: Vec<(String, Arc<App>, Plan, String)> = d
         .apps
         .lock()
         .expect("apps")
         .iter()
-        .map(|(name, e)| app_info(name, &e.app, &e.plan, &e.created_at))
+        .map(|(name, e)| {
+            (
+                name.clone(),
+                e.app.clone(),
+                e.plan.clone(),
+                e.created_at.clone(),
+            )
+        })
         .collect();
+    let mut apps: Vec<AppInfo> = blocking(move || {
+        entries
+            .iter()
+            .map(|(name, app, plan, created_at)| app_info(name, app, plan, created_at))
+            .collect()
+    })
+    .await?;
     apps.extend(unrestored(&d));
     apps.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(apps)
+    Ok(Json(apps))
 }
 
 /// The applications the daemon could not bring back, as failed ones without services.
@@ -164,7 +185,9 @@ pub(super) async fn show(
         return Ok(Json(failed));
     }
     let (app, plan, created_at) = d.entry(&name)?;
-    Ok(Json(app_info(&name, &app, &plan, &created_at)))
+    Ok(Json(
+        blocking(move || app_info(&name, &app, &plan, &created_at)).await?,
+    ))
 }
 
 /// An application name is a directory name under STATE/apps.
@@ -350,13 +373,16 @@ pub(super) async fn inspect(
 ) -> ApiResult<InspectInfo> {
     let (app, plan, _) = d.entry(&name)?;
     let sp = service_of(&plan, &service)?.clone();
-    let status = app
-        .status()
+    let (statuses, stats) = {
+        let app = app.clone();
+        blocking(move || (app.status(), app.stats())).await?
+    };
+    // Missing while the application is being stopped (its services are taken meanwhile).
+    let status = statuses
         .into_iter()
         .find(|s| s.name == service)
-        .expect("planned");
-    let stats = app
-        .stats()
+        .ok_or_else(|| stopping(&name))?;
+    let stats = stats
         .into_iter()
         .find(|s| s.service == service)
         .unwrap_or_default();
@@ -498,7 +524,7 @@ pub(super) async fn capture(
     let (app, plan, _) = d.entry(&name)?;
     let service = service_of(&plan, &q.service)?.name.clone();
     let target = match &q.uses {
-        None => CaptureTarget::Port(app.port_of(&service).expect("a planned service")),
+        None => CaptureTarget::Port(app.port_of(&service).ok_or_else(|| stopping(&name))?),
         Some(uses) => {
             let (provider, endpoint) = match uses.split_once('.') {
                 Some((p, e)) => (p, Some(e)),
