@@ -111,6 +111,7 @@ fn guestbook_starts_db_healthy_before_web_and_serves() {
         service: service.into(),
         pid,
         instance: 1,
+        start_ticks: sturdy_daemon::stats::start_ticks(pid),
     };
     let healthy = |service: &str| Event::Healthy {
         service: service.into(),

@@ -363,7 +363,8 @@ fn record(app: &str, store: &Path, events: &mpsc::Receiver<Event>) {
                 service,
                 pid,
                 instance,
-            } => match stats::start_ticks(pid) {
+                start_ticks,
+            } => match start_ticks {
                 Some(start_ticks) => store.put_instance(
                     &InstanceRecord {
                         app: app.to_string(),

@@ -293,11 +293,13 @@ pub(super) async fn down(
     if !(was_running || unrestored || q.volumes && volumes_dir.is_dir()) {
         d.entry(&name)?;
     }
+    // Forgotten first: a daemon killed while the application stops must not bring it back
+    // (its monitors die with this daemon anyway).
+    d.store.remove_app(&name).map_err(internal)?;
     if let Some(entry) = entry {
         blocking(move || entry.app.stop()).await?;
         log(&format!("stopped {name}"));
     }
-    d.store.remove_app(&name).map_err(internal)?;
     // Its consoles go with it (they outlive daemons, not the application).
     let _ = std::fs::remove_dir_all(d.app_dir(&name).join("logs"));
     let mut volumes_removed = Vec::new();

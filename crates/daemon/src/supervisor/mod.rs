@@ -61,6 +61,9 @@ pub enum Event {
         pid: u32,
         /// 1 for its first instance, then one more per restart.
         instance: u64,
+        /// When the monitor started, in clock ticks after boot (read before it can be reaped,
+        /// so that the pid and this name one process); `None` if it had already exited.
+        start_ticks: Option<u64>,
     },
     /// `service`'s health check passed for the first time since its instance started.
     Healthy {
@@ -276,6 +279,7 @@ impl Shared {
             service: s.plan.name.clone(),
             pid: instance.pid,
             instance: s.generation,
+            start_ticks: crate::stats::start_ticks(instance.pid),
         });
         s.first_started.get_or_insert(instance.started);
         s.started_at = Some(SystemTime::now());
