@@ -453,3 +453,35 @@ fn capture_of_a_service_and_of_a_capability_is_read_by_tshark() {
     );
     home.ok(&["down", "-p", "cap", "--volumes"]);
 }
+
+/// A dependency stopped on request does not hold its dependents when a new daemon brings the
+/// application back: web ran before the daemon died and runs again, db stays stopped until
+/// started, and then web is healthy.
+#[test]
+fn a_stopped_dependency_does_not_hold_its_dependents_after_a_daemon_crash() {
+    preconditions();
+    let home = Home::new("stopdep");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "dep", port);
+    home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
+    assert_eq!(home.ok(&["stop", "db", "-p", "dep"]), "db stopped\n");
+    kill_9(home.daemon_pid().unwrap());
+    home.ok(&["ps"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while home.service("dep", "web")["pid"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "web not started again: {}",
+            home.ok(&["ps", "-p", "dep"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let db = home.service("dep", "db");
+    assert_eq!(
+        (db["state"].as_str(), db["instance"].as_u64()),
+        (Some("stopped"), Some(0))
+    );
+    home.ok(&["start", "db", "-p", "dep"]);
+    home.wait_state("dep", "web", "healthy", Duration::from_secs(30));
+    assert!(http(port, "GET", "/health", "").starts_with("HTTP/1.1 200"));
+}

@@ -121,11 +121,13 @@ fn start_pending(shared: &Shared, inner: &mut Inner, now: Instant) {
                 .iter()
                 .find(|x| x.plan.name == dep.service)
                 .expect("dependencies name services");
-            let failed = d.generation > 0
-                && matches!(
-                    d.state,
-                    State::CrashLoop | State::Exited(_) | State::Stopped
-                );
+            // A dependency stopped on request (by an operator, or restored so by a new daemon)
+            // does not hold its dependents: they start, as they would have kept running had it
+            // been stopped after them.
+            if d.state == State::Stopped {
+                continue;
+            }
+            let failed = d.generation > 0 && matches!(d.state, State::CrashLoop | State::Exited(_));
             let fail = |why: String| Error::Dependency {
                 service: plan.name.clone(),
                 dependency: dep.service.clone(),
