@@ -138,13 +138,31 @@ fn is_zombie(pid: u32) -> bool {
 /// one, which brings them back. `None`: no daemon ever ran here, so nothing is up.
 pub fn existing(state: &Path) -> Result<Option<Client>, CliError> {
     let client = Client::new(state);
-    match client.get::<DaemonInfo>("/v1/daemon") {
-        Ok(_) => Ok(Some(client)),
-        Err(ClientError::NotRunning { .. }) if state.join("state.db").exists() => {
-            connect(state, None).map(Some)
+    match probe(&client).map_err(|e| anyhow!(e))? {
+        Some(_) => Ok(Some(client)),
+        None if state.join("state.db").exists() => connect(state, None).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// How long a daemon that accepts connections but breaks them is asked again.
+const BROKEN_RETRY: Duration = Duration::from_secs(2);
+
+/// Asks the daemon who it is; `None` if none listens. A daemon that accepts the connection
+/// but breaks it is dying (after a kill -9, its last threads hold its socket for a moment
+/// after its main thread is gone) or starting: it is asked again for a while before that
+/// counts as an error.
+fn probe(client: &Client) -> Result<Option<DaemonInfo>, ClientError> {
+    let deadline = Instant::now() + BROKEN_RETRY;
+    loop {
+        match client.get::<DaemonInfo>("/v1/daemon") {
+            Ok(info) => return Ok(Some(info)),
+            Err(ClientError::NotRunning { .. }) => return Ok(None),
+            Err(ClientError::Transport { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
         }
-        Err(ClientError::NotRunning { .. }) => Ok(None),
-        Err(e) => Err(anyhow!(e).into()),
     }
 }
 
@@ -163,10 +181,8 @@ pub fn required(state: &Path) -> Result<Client, CliError> {
 /// A client of the daemon for `state`, starting one (in the background) if none answers.
 pub fn connect(state: &Path, hvt: Option<&Path>) -> Result<Client, CliError> {
     let client = Client::new(state);
-    match client.get::<DaemonInfo>("/v1/daemon") {
-        Ok(_) => return Ok(client),
-        Err(ClientError::NotRunning { .. }) => {}
-        Err(e) => return Err(anyhow!(e).into()),
+    if probe(&client).map_err(|e| anyhow!(e))?.is_some() {
+        return Ok(client);
     }
     let hvt = locate_hvt(hvt)?;
     std::fs::create_dir_all(state)
@@ -194,8 +210,8 @@ pub fn connect(state: &Path, hvt: Option<&Path>) -> Result<Client, CliError> {
         .with_context(|| format!("cannot start {} daemon", exe.display()))?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        match client.get::<DaemonInfo>("/v1/daemon") {
-            Ok(info) => {
+        match probe(&client) {
+            Ok(Some(info)) => {
                 if info.pid == child.id() {
                     eprintln!(
                         "sturdy: started the daemon (pid {}, state in {}, log in {})",
@@ -206,7 +222,7 @@ pub fn connect(state: &Path, hvt: Option<&Path>) -> Result<Client, CliError> {
                 }
                 return Ok(client);
             }
-            Err(ClientError::NotRunning { .. }) => {}
+            Ok(None) => {}
             Err(e) => return Err(anyhow!(e).into()),
         }
         // Exited: another daemon won the race (then it answers soon), or it failed.
@@ -347,6 +363,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no such file"));
+    }
+
+    /// A socket that accepts and breaks connections (a daemon dying after kill -9) is asked
+    /// again; once it is gone, no daemon runs.
+    #[test]
+    fn a_daemon_that_breaks_connections_is_asked_again() {
+        let dir = std::env::temp_dir().join(format!("sturdy-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let client = Client::new(&dir);
+        let listener = std::os::unix::net::UnixListener::bind(client.socket()).unwrap();
+        let socket = client.socket().to_path_buf();
+        let dying = std::thread::spawn(move || {
+            for _ in 0..3 {
+                drop(listener.accept().unwrap());
+            }
+            std::fs::remove_file(&socket).unwrap();
+        });
+        let started = Instant::now();
+        assert!(matches!(probe(&client), Ok(None)));
+        assert!(started.elapsed() < BROKEN_RETRY);
+        dying.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
