@@ -29,6 +29,31 @@ fn guestbook() -> sturdy_compose::Plan {
     plan
 }
 
+/// The plan of `yaml`, written as `dir`/sturdy.yaml.
+fn load(dir: &Path, yaml: &str) -> sturdy_compose::Plan {
+    let file = dir.join("sturdy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    sturdy_compose::load(&file).unwrap()
+}
+
+/// Application `name`: `echo` (tcpecho) with `healthcheck`, and `front` (tcpecho too) that
+/// depends on echo being healthy.
+fn front_after_echo(name: &str, healthcheck: &str) -> String {
+    format!(
+        "name: {name}\n\
+         services:\n  \
+           echo:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             healthcheck: {healthcheck}\n  \
+           front:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             depends_on: {{ echo: {{ condition: service_healthy }} }}\n",
+        echo = guests::path("tcpecho").display(),
+    )
+}
+
 fn status(app: &App, name: &str) -> ServiceStatus {
     app.status().into_iter().find(|s| s.name == name).unwrap()
 }
@@ -229,9 +254,7 @@ fn failing_service_goes_to_crash_loop() {
         guests::path("hostile").display(),
         guests::path("tcpecho").display(),
     );
-    let file = dir.join("sturdy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let plan = sturdy_compose::load(&file).unwrap();
+    let plan = load(&dir, &yaml);
     let started = Instant::now();
     let app = App::start(&plan, &hvt(), &dir).unwrap();
     wait_until(&app, Duration::from_secs(30), "bad in crash loop", |a| {
@@ -278,22 +301,11 @@ fn failing_service_goes_to_crash_loop() {
 fn unhealthy_dependency_fails_start_with_a_clear_error() {
     let dir = state_dir("deptimeout");
     // An echo server answers a GET with the request itself: never a 2xx status line.
-    let yaml = format!(
-        "name: waits\n\
-         services:\n  \
-           echo:\n    \
-             image: {echo}\n    \
-             provides: {{ echo: 7/tcp }}\n    \
-             healthcheck: {{ http: /health, port: 7, interval: 100ms, timeout: 200ms, retries: 1 }}\n  \
-           front:\n    \
-             image: {echo}\n    \
-             provides: {{ echo: 7/tcp }}\n    \
-             depends_on: {{ echo: {{ condition: service_healthy }} }}\n",
-        echo = guests::path("tcpecho").display(),
+    let yaml = front_after_echo(
+        "waits",
+        "{ http: /health, port: 7, interval: 100ms, timeout: 200ms, retries: 1 }",
     );
-    let file = dir.join("sturdy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let plan = sturdy_compose::load(&file).unwrap();
+    let plan = load(&dir, &yaml);
     let options = sturdy_daemon::Options {
         dependency_timeout: Duration::from_secs(1),
         ..Default::default()
@@ -317,22 +329,11 @@ fn unhealthy_dependency_fails_start_with_a_clear_error() {
 #[test]
 fn a_service_stopped_before_its_turn_stays_stopped() {
     let dir = state_dir("stopbeforeturn");
-    let yaml = format!(
-        "name: turn\n\
-         services:\n  \
-           echo:\n    \
-             image: {echo}\n    \
-             provides: {{ echo: 7/tcp }}\n    \
-             healthcheck: {{ tcp: 7, interval: 100ms, timeout: 200ms, retries: 1 }}\n  \
-           front:\n    \
-             image: {echo}\n    \
-             provides: {{ echo: 7/tcp }}\n    \
-             depends_on: {{ echo: {{ condition: service_healthy }} }}\n",
-        echo = guests::path("tcpecho").display(),
+    let yaml = front_after_echo(
+        "turn",
+        "{ tcp: 7, interval: 100ms, timeout: 200ms, retries: 1 }",
     );
-    let file = dir.join("sturdy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let plan = sturdy_compose::load(&file).unwrap();
+    let plan = load(&dir, &yaml);
     let app = App::create(&plan, &hvt(), &dir, Default::default()).unwrap();
     // echo needs a boot and a probe to be healthy; front waits meanwhile.
     app.stop_service("front").unwrap();
@@ -375,9 +376,7 @@ fn concurrent_requests_are_each_answered() {
              provides: {{ echo: 7/tcp }}\n",
         echo = guests::path("tcpecho").display(),
     );
-    let file = dir.join("sturdy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let plan = sturdy_compose::load(&file).unwrap();
+    let plan = load(&dir, &yaml);
     let app = std::sync::Arc::new(App::start(&plan, &hvt(), &dir).unwrap());
     let first = status(&app, "echo").instance;
     let started = Instant::now();
