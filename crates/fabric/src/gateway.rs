@@ -1307,8 +1307,10 @@ impl Gw {
                 Ok(n) => match socket.send_slice(&self.udp_buf[..n], meta) {
                     Ok(()) => {
                         self.stats.udp_in += 1;
+                        // The first reply gives the flow its longer idle time, counted from
+                        // the guest's last datagram: only the guest keeps a flow, as in the
+                        // fabric's connection tracking.
                         flow.replied = true;
-                        flow.last = Instant::now();
                     }
                     Err(_) => self.stats.udp_dropped += 1,
                 },

@@ -32,7 +32,9 @@ pub struct Timeouts {
     pub tcp_closed: Duration,
     /// A UDP flow with no reply yet.
     pub udp: Duration,
-    /// A UDP flow that has seen replies (RFC 4787 REQ-5: at least 2 min).
+    /// A UDP flow that has seen replies (RFC 4787 REQ-5: at least 2 min). UDP and ICMP flows
+    /// are kept alive by their consumer's frames only (RFC 4787 REQ-6 requires no more): the
+    /// first reply starts this timeout, later replies do not extend it.
     pub udp_replied: Duration,
     /// An ICMP echo exchange.
     pub icmp: Duration,

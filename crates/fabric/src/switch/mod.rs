@@ -679,6 +679,8 @@ impl Fabric {
 
         // The transport header: the tuple, and for TCP what conntrack follows.
         let mut segment = None;
+        // For ICMP: whether the frame is an echo request (else a reply).
+        let mut echo_request = None;
         let (tuple, opens) = match proto {
             IpProtocol::Tcp => {
                 let t = match TcpPacket::new_checked(ip.payload()) {
@@ -722,6 +724,7 @@ impl Fabric {
                     Ok(i) => i,
                     Err(e) => return Drop(wire_reason(e), None),
                 };
+                echo_request = Some(i.is_echo_request());
                 if i.is_echo_request() {
                     (tuple(1, ip.src(), i.echo_ident(), dst, 0), true)
                 } else if i.is_echo_reply() {
@@ -736,7 +739,20 @@ impl Fabric {
         // A frame of a known connection.
         if let Some((slot, dir)) = self.conntrack.find(&tuple) {
             if self.conntrack.get(slot).expires > now {
-                return self.follow(slot, dir, segment, now);
+                // Only a request goes the way of an echo exchange, only a reply comes back: a
+                // provider's request that happens to match the reply tuple (the consumer's
+                // identifier 0) is not let through to a consumer it may not reach.
+                if let Some(request) = echo_request {
+                    if request != (dir == Dir::Orig) {
+                        let reason = if request {
+                            DropReason::NoCapability
+                        } else {
+                            DropReason::NoConnection
+                        };
+                        return Drop(reason, None);
+                    }
+                }
+                return self.follow(from, slot, dir, segment, now);
             }
             self.end(slot, now, out);
         }
@@ -807,12 +823,32 @@ impl Fabric {
         }
     }
 
-    /// A frame of the connection in `slot`, going `dir`.
-    fn follow(&mut self, slot: Slot, dir: Dir, segment: Option<Segment>, now: Instant) -> Decision {
+    /// A frame from port `from` of the connection in `slot`, going `dir`.
+    fn follow(
+        &mut self,
+        from: PortId,
+        slot: Slot,
+        dir: Dir,
+        segment: Option<Segment>,
+        now: Instant,
+    ) -> Decision {
         let timeouts = self.config.timeouts;
         let conn = self.conntrack.get_mut(slot);
         let cap = conn.cap;
+        // The addresses matched; the port must be that end's too (the gateway may send from
+        // any address of its egress destinations, never into another pair's connection).
+        if conn.ports[dir as usize] != from {
+            return Decision::Drop(DropReason::Spoofed(Field::Ip), Some(cap));
+        }
         let to = conn.ports[1 - dir as usize];
+        // UDP and ICMP flows have no close, so only the consumer keeps one alive (else its
+        // provider could pin the consumer's flows, and its share of the table, for ever by
+        // answering); the first reply gives a UDP flow its longer timeout once.
+        let refresh = match conn.state {
+            State::Tcp(_) => true,
+            State::Udp { replied } => dir == Dir::Orig || !replied,
+            State::Icmp => dir == Dir::Orig,
+        };
         let mut end = false;
         match (&mut conn.state, segment) {
             (State::Tcp(tcp), Some(seg)) => {
@@ -837,7 +873,7 @@ impl Fabric {
         }
         if end {
             self.conntrack.remove(slot);
-        } else {
+        } else if refresh {
             let conn = self.conntrack.get_mut(slot);
             conn.expires = now + conn.timeout(&timeouts);
         }

@@ -306,7 +306,7 @@ fn udp_flows_have_replies_and_time_out() {
         (1, 1, 1)
     );
 
-    // A flow with replies lives 120 s after its last datagram.
+    // A flow with replies lives 120 s after its first answer (answers do not extend it).
     n.advance(Duration::from_secs(119));
     n.forwarded(DB, build::udp(&d, &w, b"late answer"), WEB);
     n.advance(Duration::from_secs(121));
@@ -398,6 +398,80 @@ fn segments_out_of_their_connections_state_are_dropped() {
     assert_eq!(n.drops(WEB, DropReason::TcpState), 2);
     assert_eq!(n.drops(DB, DropReason::TcpState), 1);
     assert_eq!(n.cap("web", "db", "kv").drops.get(DropReason::TcpState), 3);
+}
+
+/// A provider cannot keep its consumer's UDP flows or echo exchanges alive by answering: they
+/// would hold the consumer's share of the connection table for ever.
+#[test]
+fn only_the_consumer_keeps_udp_and_echo_flows_alive() {
+    let mut n = Net::new();
+    let (w, d) = (host(WEB, 33000), host(DB, 53));
+    n.forwarded(WEB, build::udp(&w, &d, b"query"), DB);
+    n.forwarded(DB, build::udp(&d, &w, b"answer"), WEB);
+    // db answers on every 100 s: the flow still ends 120 s after its first answer.
+    n.advance(Duration::from_secs(100));
+    n.forwarded(DB, build::udp(&d, &w, b"unasked"), WEB);
+    n.advance(Duration::from_secs(21));
+    n.dropped(DB, build::udp(&d, &w, b"unasked"), DropReason::NoConnection);
+    // web's own datagrams keep it: 100 s apart, for 300 s.
+    n.forwarded(WEB, build::udp(&w, &d, b"query"), DB);
+    n.forwarded(DB, build::udp(&d, &w, b"answer"), WEB);
+    for _ in 0..3 {
+        n.advance(Duration::from_secs(100));
+        n.forwarded(WEB, build::udp(&w, &d, b"again"), DB);
+    }
+    n.forwarded(DB, build::udp(&d, &w, b"answer"), WEB);
+
+    // Echo: replies do not extend the exchange past 30 s from web's request.
+    let (w, d) = (host(WEB, 0), host(DB, 0));
+    n.forwarded(WEB, build::icmp_echo(&w, &d, true, 7, 1), DB);
+    n.advance(Duration::from_secs(20));
+    n.forwarded(DB, build::icmp_echo(&d, &w, false, 7, 1), WEB);
+    n.advance(Duration::from_secs(11));
+    n.dropped(
+        DB,
+        build::icmp_echo(&d, &w, false, 7, 1),
+        DropReason::NoConnection,
+    );
+}
+
+/// The reply tuple of an echo exchange with identifier 0 is the tuple of a request from the
+/// peer with identifier 0: only a reply may take it back, only a request go out on it.
+#[test]
+fn an_echo_request_never_passes_as_a_reply() {
+    let mut n = Net::new();
+    let (w, d) = (host(WEB, 0), host(DB, 0));
+    n.forwarded(WEB, build::icmp_echo(&w, &d, true, 0, 1), DB);
+    n.dropped(
+        DB,
+        build::icmp_echo(&d, &w, true, 0, 1),
+        DropReason::NoCapability,
+    );
+    n.dropped(
+        WEB,
+        build::icmp_echo(&w, &d, false, 0, 1),
+        DropReason::NoConnection,
+    );
+    n.forwarded(DB, build::icmp_echo(&d, &w, false, 0, 1), WEB);
+}
+
+/// A frame matching a connection's addresses from a port that is not that end's (the gateway,
+/// the one port whose source address is not fixed) does not go into the connection.
+#[test]
+fn a_connection_takes_frames_only_from_its_own_ports() {
+    let mut n = Net::new();
+    n.f.set_gateway(true);
+    n.establish(40000);
+    let (w, d) = (host(WEB, 40000), host(DB, 6379));
+    // The gateway's own MAC (its frames pass the MAC check), web's address and port.
+    let forged = Host::new(n.f.plan().gateway.mac, w.ip, 40000);
+    let from_gateway = build::tcp(&forged, &d, PSH_ACK, 1001, 5001, b"forged");
+    n.dropped(
+        PortId::GATEWAY,
+        from_gateway,
+        DropReason::Spoofed(Field::Ip),
+    );
+    n.forwarded(WEB, build::tcp(&w, &d, PSH_ACK, 1001, 5001, b"real"), DB);
 }
 
 #[test]
