@@ -72,6 +72,11 @@ const UDP_BUFFER: usize = 256 * 1024;
 const UDP_MAX_PAYLOAD: usize = 1500 - 20 - 8;
 /// How often idle UDP flows are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Connections open through the gateway at most (ingress, egress, probes): each holds
+/// 2 x [`BUFFER`] of memory and costs every poll of the stack a visit, so this bounds what host
+/// clients of a published port can make the daemon allocate (1024 x 128 KiB = 128 MiB) and
+/// how much they slow the fabric's thread. More host connections are reset at once.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// How long a listener whose accept failed (no descriptor or memory left) is not watched.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -91,6 +96,8 @@ pub struct GatewayStats {
     pub connections: usize,
     /// Host connections accepted on published ports.
     pub ingress_opened: u64,
+    /// Host connections refused (reset at once) because [`MAX_CONNECTIONS`] were open.
+    pub ingress_refused: u64,
     /// Guest connections accepted for egress capabilities.
     pub egress_opened: u64,
     /// Egress connections whose outside address could not be reached.
@@ -351,6 +358,13 @@ impl Drop for GatewayHandle {
     }
 }
 
+/// The publication a listener serves, for messages.
+fn publication_of(listeners: &HashMap<u64, Listener>, token: u64) -> String {
+    listeners
+        .get(&token)
+        .map_or_else(|| "?".into(), |l| endpoint_name(&l.publication))
+}
+
 fn endpoint_name(p: &Published) -> String {
     format!("{}.{}", p.service, p.endpoint)
 }
@@ -573,6 +587,8 @@ struct Gw {
     next_listener: u64,
     /// Listeners not watched until then (their accept failed).
     paused: Vec<(u64, Instant)>,
+    /// When a refused host connection was last logged (at most one line a second).
+    refusal_logged: Option<Instant>,
     egress: Vec<TcpEgress>,
     udp: Vec<UdpEgress>,
     conns: HashMap<u64, Conn>,
@@ -670,6 +686,7 @@ impl Gw {
             listeners: HashMap::new(),
             next_listener: LISTENER,
             paused: Vec::new(),
+            refusal_logged: None,
             egress: Vec::new(),
             udp: Vec::new(),
             conns: HashMap::new(),
@@ -951,6 +968,23 @@ impl Gw {
                 }
             };
             let target = l.target;
+            if self.conns.len() + self.probes.len() >= MAX_CONNECTIONS {
+                sys::set_linger_zero(stream.as_raw_fd());
+                drop(stream);
+                self.stats.ingress_refused += 1;
+                let now = Instant::now();
+                if self.refusal_logged.is_none_or(|at| now >= at + SWEEP_EVERY) {
+                    self.refusal_logged = Some(now);
+                    tracing::warn!(
+                        target: "sturdy_fabric::gateway",
+                        "{MAX_CONNECTIONS} connections open: host connection from {peer} to \
+                         {} reset ({} refused so far)",
+                        publication_of(&self.listeners, token),
+                        self.stats.ingress_refused
+                    );
+                }
+                continue;
+            }
             let Some(local) = self.ephemeral() else {
                 tracing::warn!(target: "sturdy_fabric::gateway", "no local port left for {peer}");
                 continue;
@@ -1395,6 +1429,17 @@ impl Gw {
             };
             // A host read or write error (the host peer reset) resets the guest side too.
             let mut host_failed = false;
+            // A host peer that leaves before the guest answered (nothing can be sent yet): its
+            // end or error is seen without taking its bytes, and the guest side is aborted.
+            if c.readable && !c.host_eof && socket.state() == tcp::State::SynSent {
+                match stream.peek(&mut [0u8; 1]) {
+                    Ok(0) => host_failed = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.readable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => host_failed = true,
+                }
+            }
             // Host to guest.
             while c.readable && !c.host_eof && socket.may_send() && socket.can_send() {
                 let r = socket.send(|buf| match stream.read(buf) {

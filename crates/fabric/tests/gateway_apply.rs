@@ -225,3 +225,57 @@ fn a_gateway_stops_with_its_listeners_and_a_stopped_fabric_stops_its_gateway() {
     assert!(matches!(gw.apply(&plan), Err(GatewayError::Stopped)));
     drop(gw);
 }
+
+/// Host clients of a published port cannot make the gateway hold more than
+/// `MAX_CONNECTIONS` connections (each holds its buffers): more are reset at once, counted,
+/// and there is room again as soon as one closes. The guest does not run: the gateway's
+/// connections wait for its answer.
+#[test]
+fn host_connections_beyond_the_limit_are_reset() {
+    use sturdy_fabric::gateway::MAX_CONNECTIONS;
+    let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
+    plan.add_service("peer", vec![ep("echo", 7)]).unwrap();
+    plan.publish(any_port(), "peer.echo").unwrap();
+    let (_handle, gw, _ends) = fabric(&plan);
+    let addr = gw.published()[0].1;
+    let mut held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // The counters are published after each run of the gateway: polled.
+    let until = |what: &dyn Fn(&sturdy_fabric::GatewayStats) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !what(&gw.stats()) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", gw.stats());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let settled = |n: usize| until(&|s| s.connections == n);
+    settled(MAX_CONNECTIONS);
+    let reset = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        match s.read(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Err(e) => e.kind() == ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
+    };
+    for _ in 0..3 {
+        let mut extra = TcpStream::connect(addr).unwrap();
+        assert!(reset(&mut extra), "a connection beyond the limit was kept");
+    }
+    until(&|s| s.ingress_refused == 3);
+    assert_eq!(gw.stats().connections, MAX_CONNECTIONS);
+    // One closed by its client: the gateway resets its side and forgets it; a new one fits.
+    held.pop().unwrap().shutdown(Shutdown::Both).unwrap();
+    settled(MAX_CONNECTIONS - 1);
+    let mut again = TcpStream::connect(addr).unwrap();
+    again
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let e = again.read(&mut [0u8; 1]).expect_err("kept open, no data");
+    assert!(
+        matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{e}"
+    );
+    assert_eq!(gw.stats().ingress_refused, 3);
+}
