@@ -99,6 +99,9 @@ struct Daemon {
     unrestored: Mutex<HashMap<String, (String, String)>>,
     /// Serializes up and down (each may take a while; two at once on one name would race).
     changes: tokio::sync::Mutex<()>,
+    /// Serializes stop/start/restart requests (quick), so that the stopped flags are stored
+    /// in the order the requests were carried out.
+    acts: tokio::sync::Mutex<()>,
     shutdown: tokio::sync::Notify,
 }
 
@@ -128,6 +131,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         apps: Mutex::new(HashMap::new()),
         unrestored: Mutex::new(HashMap::new()),
         changes: tokio::sync::Mutex::new(()),
+        acts: tokio::sync::Mutex::new(()),
         shutdown: tokio::sync::Notify::new(),
     });
     daemon.bring_back();

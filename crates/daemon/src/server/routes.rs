@@ -327,6 +327,9 @@ pub(super) async fn act(
     Axum(d): Axum<Arc<Daemon>>,
     UrlPath((name, service, action)): UrlPath<(String, String, String)>,
 ) -> ApiResult<AppInfo> {
+    // One at a time: the stopped flag is stored in the order the requests were carried out,
+    // so that it says what a new daemon must restore.
+    let _act = d.acts.lock().await;
     let (app, plan, created_at) = d.entry(&name)?;
     let worker = app.clone();
     let svc = service.clone();
@@ -352,7 +355,9 @@ pub(super) async fn act(
         crate::Error::Config(why) => ApiError(StatusCode::NOT_FOUND, why),
         other => ApiError(StatusCode::CONFLICT, format!("{action} {service}: {other}")),
     })?;
-    Ok(Json(app_info(&name, &app, &plan, &created_at)))
+    Ok(Json(
+        blocking(move || app_info(&name, &app, &plan, &created_at)).await?,
+    ))
 }
 
 fn service_of<'a>(plan: &'a Plan, name: &str) -> Result<&'a sturdy_compose::ServicePlan, ApiError> {
