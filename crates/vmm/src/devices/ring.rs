@@ -405,6 +405,18 @@ fn drain_tx(
     Ok((sent, stalled))
 }
 
+/// sendmmsg/recvmmsg headers for up to [`BATCH`] messages, message `i` the one buffer
+/// `iovs[i]` (no address, no control data).
+fn message_headers(iovs: &[libc::iovec]) -> [libc::mmsghdr; BATCH] {
+    // SAFETY: plain C structures for which all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (m, v) in msgs.iter_mut().zip(iovs) {
+        m.msg_hdr.msg_iov = (v as *const libc::iovec).cast_mut();
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    msgs
+}
+
 /// Writes `frames` (iovecs into checked guest memory) to `fd`, one message each. Returns how
 /// many were handled (sent, or dropped on an error other than EAGAIN, as a NIC drops what its
 /// link refuses) and whether the host would block (the rest stays queued).
@@ -413,12 +425,7 @@ fn send_frames(fd: RawFd, frames: &[libc::iovec], batched: bool) -> (usize, bool
     while done < frames.len() {
         let rest = &frames[done..];
         let rc: isize = if batched {
-            // SAFETY: plain C structures for which all-zero is a valid value.
-            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-            for (m, f) in msgs.iter_mut().zip(rest) {
-                m.msg_hdr.msg_iov = (f as *const libc::iovec).cast_mut();
-                m.msg_hdr.msg_iovlen = 1;
-            }
+            let mut msgs = message_headers(rest);
             // SAFETY: each of the first rest.len() (<= BATCH) headers points at one iovec
             // describing a frame in guest memory checked readable by the caller; sendmmsg
             // only reads through them. MSG_NOSIGNAL: a closed peer is EPIPE, not a signal.
@@ -522,12 +529,7 @@ fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batch
         lens[0] = rc.max(0) as usize;
         return usize::from(rc > 0);
     }
-    // SAFETY: plain C structures for which all-zero is a valid value.
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for (m, b) in msgs.iter_mut().zip(bufs) {
-        m.msg_hdr.msg_iov = (b as *const libc::iovec).cast_mut();
-        m.msg_hdr.msg_iovlen = 1;
-    }
+    let mut msgs = message_headers(bufs);
     // SAFETY: each of the first bufs.len() (<= BATCH) headers points at one iovec describing
     // guest memory checked writable by the caller; the kernel writes at most iov_len bytes to
     // each and fills in msg_len and msg_flags. No address or control buffer is given.
