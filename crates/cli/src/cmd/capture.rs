@@ -92,7 +92,7 @@ pub fn run(args: &Args, state: &Path) -> Result<(), CliError> {
         None => args.service.clone(),
     };
     let mut bytes = 0u64;
-    let mut failure = None;
+    let mut failure = super::WriteFailure::default();
     client
         .chunks(&path, Duration::from_millis(100), |chunk| {
             if stop.load(Ordering::SeqCst) {
@@ -103,21 +103,14 @@ pub fn run(args: &Args, state: &Path) -> Result<(), CliError> {
                 // The pcap header: the capture runs.
                 eprintln!("sturdy: capturing {what} of {name}; Ctrl-C stops");
             }
-            match out.write_all(chunk).and_then(|()| out.flush()) {
-                Ok(()) => {
-                    bytes += chunk.len() as u64;
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
+            let written = out.write_all(chunk).and_then(|()| out.flush());
+            if written.is_ok() {
+                bytes += chunk.len() as u64;
             }
+            failure.keep_going(written)
         })
         .map_err(|e| anyhow!(e))?;
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
+    failure.into_result()?;
     if let Some(path) = &args.output {
         eprintln!(
             "sturdy: {bytes} bytes of pcap written to {}",

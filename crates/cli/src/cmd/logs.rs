@@ -90,7 +90,7 @@ pub fn run(args: &Args, state: &Path, out: &mut dyn Write) -> Result<(), CliErro
         info.services.iter().map(|s| s.name.as_str()),
         super::use_color(args.no_color),
     );
-    let mut failure = None;
+    let mut failure = super::WriteFailure::default();
     client
         .lines(&path, Duration::from_secs(1), |line| {
             let Some(line) = line else { return true };
@@ -114,19 +114,10 @@ pub fn run(args: &Args, state: &Path, out: &mut dyn Write) -> Result<(), CliErro
                     Err(_) => Ok(()),
                 }
             };
-            match written.and_then(|()| out.flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
+            failure.keep_going(written.and_then(|()| out.flush()))
         })
         .map_err(|e| anyhow!(e))?;
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    Ok(())
+    failure.into_result()
 }
 
 /// `--since` as a console time stamp: a duration back from `now`, or a UTC time

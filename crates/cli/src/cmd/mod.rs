@@ -161,6 +161,29 @@ impl Prefixes {
     }
 }
 
+/// The first write error of a streamed answer's callback, which can only say "stop": kept
+/// here and reported once the stream has ended.
+#[derive(Default)]
+pub struct WriteFailure(Option<std::io::Error>);
+
+impl WriteFailure {
+    /// Whether to go on: `written` succeeded (else it is kept).
+    pub fn keep_going(&mut self, written: std::io::Result<()>) -> bool {
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                self.0 = Some(e);
+                false
+            }
+        }
+    }
+
+    /// The kept error, if any.
+    pub fn into_result(self) -> Result<(), CliError> {
+        self.0.map_or(Ok(()), |e| Err(e.into()))
+    }
+}
+
 /// Whether to colour: on a terminal, unless `--no-color` or `NO_COLOR`.
 pub fn use_color(no_color: bool) -> bool {
     use std::io::IsTerminal;
