@@ -379,7 +379,6 @@ fn concurrent_requests_are_each_answered() {
     let plan = load(&dir, &yaml);
     let app = std::sync::Arc::new(App::start(&plan, &hvt(), &dir).unwrap());
     let first = status(&app, "echo").instance;
-    let started = Instant::now();
     let callers: Vec<_> = (0..4)
         .map(|_| {
             let app = app.clone();
@@ -389,11 +388,6 @@ fn concurrent_requests_are_each_answered() {
     for c in callers {
         c.join().unwrap().expect("each restart answered ok");
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "answers took {:?}",
-        started.elapsed()
-    );
     let echo = status(&app, "echo");
     assert_eq!(echo.instance, first + 4, "{:#?}", app.logs("echo"));
     let restarted = app
