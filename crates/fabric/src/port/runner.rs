@@ -355,10 +355,8 @@ impl Loop {
                     io: Io::Local(..), ..
                 })) = self.ports.get(index(port))
                 {
-                    self.due(port);
-                    if !self.local_ready.contains(&port) {
-                        self.local_ready.push(port);
-                    }
+                    mark(&mut self.local_due, port);
+                    mark(&mut self.local_ready, port);
                     continue;
                 }
                 let closed = self.receive(port, now, flags & sys::HANGUP_EVENTS != 0);
@@ -382,23 +380,13 @@ impl Loop {
         }
     }
 
-    /// Marks local port `port` to run this turn.
-    fn due(&mut self, port: PortId) {
-        if !self.local_due.contains(&port) {
-            self.local_due.push(port);
-        }
-    }
-
     fn all_local_due(&mut self) {
         for (i, attached) in self.ports.iter().enumerate() {
             if let Some(Attached {
                 io: Io::Local(..), ..
             }) = attached
             {
-                let port = port_at(i);
-                if !self.local_due.contains(&port) {
-                    self.local_due.push(port);
-                }
+                mark(&mut self.local_due, port_at(i));
             }
         }
     }
@@ -435,7 +423,7 @@ impl Loop {
                     let id = LocalId(self.next_local_id);
                     let result = self.attach(port, Io::Local(local, id));
                     if result.is_ok() {
-                        self.due(port);
+                        mark(&mut self.local_due, port);
                         self.local_ready.push(port);
                     }
                     let _ = reply.send(result.map(|()| id));
@@ -587,8 +575,8 @@ impl Loop {
             if ready {
                 self.local_ready.retain(|&p| p != port);
             }
-            if local.run(ready, &mut self.local_out) && !self.local_due.contains(&port) {
-                self.local_due.push(port);
+            if local.run(ready, &mut self.local_out) {
+                mark(&mut self.local_due, port);
             }
             let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);
             for mut frame in self.local_out.drain(..) {
@@ -620,7 +608,7 @@ impl Loop {
                     }
                     attached.bytes.clear();
                     attached.ends.clear();
-                    self.due(port);
+                    mark(&mut self.local_due, port);
                     continue;
                 }
             };
@@ -661,6 +649,13 @@ fn index(port: PortId) -> usize {
         0
     } else {
         usize::from(port.0) + 1
+    }
+}
+
+/// Adds `port` to a list of local ports (due, ready), once.
+fn mark(list: &mut Vec<PortId>, port: PortId) {
+    if !list.contains(&port) {
+        list.push(port);
     }
 }
 
