@@ -157,7 +157,8 @@ fn next_segment(client: &std::os::unix::net::UnixDatagram) -> (TcpFlags, u32, u3
 fn removing_the_capability_resets_a_real_guests_connection() {
     let plan = plan(true);
     let handle = port::spawn(Fabric::new(plan.clone(), Default::default()).unwrap()).unwrap();
-    let (client_port, client_fd) = Port::pair().unwrap();
+    // The test plays the client on a plain socket; the echo server is a real guest.
+    let (client_port, client_fd) = Port::socket_pair().unwrap();
     let (peer_port, peer_fd) = Port::pair().unwrap();
     let (client_svc, peer_svc) = (
         plan.service("client").unwrap(),

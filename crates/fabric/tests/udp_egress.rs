@@ -53,6 +53,8 @@ impl FakeGuest {
     fn new(plan: &Plan, name: &str, ends: &mut Vec<(String, OwnedFd)>) -> FakeGuest {
         let i = ends.iter().position(|(n, _)| n == name).unwrap();
         let io = UnixDatagram::from(ends.remove(i).1);
+        // It speaks the socket: the rings offered as its first message are declined.
+        let _ = sturdy_port_ring::take_offer(std::os::fd::AsFd::as_fd(&io)).unwrap();
         // Port ends are made non-blocking; this one waits (with a timeout).
         io.set_nonblocking(false).unwrap();
         io.set_read_timeout(Some(Duration::from_millis(300)))

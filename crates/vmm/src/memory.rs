@@ -9,7 +9,7 @@
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryMmap, VolatileSlice};
 
 /// A guest address range the guest handed to the monitor that it may not use.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -141,6 +141,20 @@ impl GuestMemory {
         self.check(gpa, len, access)?;
         self.mem
             .get_host_address(GuestAddress(gpa))
+            .map_err(|_| GuestAccessError { gpa, len })
+    }
+
+    /// A checked guest range as a volatile slice, for copying frames between guest memory and
+    /// other shared memory (a fabric port's rings) without an intermediate buffer.
+    pub fn slice(
+        &self,
+        gpa: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<VolatileSlice<'_, ()>, GuestAccessError> {
+        self.check(gpa, len, access)?;
+        self.mem
+            .get_slice(GuestAddress(gpa), len as usize)
             .map_err(|_| GuestAccessError { gpa, len })
     }
 

@@ -116,6 +116,8 @@ fn filter() -> Result<BpfProgram, String> {
         // The NIC I/O thread (sendmmsg/recvmmsg: frames in batches on a fabric port's socket).
         libc::SYS_sendmmsg,
         libc::SYS_recvmmsg,
+        // Its doorbells to the fabric (send(2) of one byte, on a port with shared rings).
+        libc::SYS_sendto,
         libc::SYS_epoll_wait,
         libc::SYS_epoll_pwait,
         libc::SYS_epoll_ctl,

@@ -58,6 +58,8 @@ struct Rings {
     doorbell: EventFd,
     /// Signalled by the I/O thread to end the guest's POLL.
     wake: EventFd,
+    /// Each ring NIC's fabric port rings, if its descriptor offered them (in the area's order).
+    ports: Vec<Option<ring::FabricRings>>,
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -83,7 +85,7 @@ impl Vm {
             _ => Mode::Upstream,
         };
 
-        let devices = attach_devices(config, &mut manifest)?;
+        let mut devices = attach_devices(config, &mut manifest)?;
 
         let kvm = Kvm::new().map_err(|source| VmError::Kvm {
             what: "cannot open /dev/kvm (is KVM available and are you allowed to use it?)",
@@ -119,9 +121,14 @@ impl Vm {
             ..Default::default()
         };
         let ring = match mode {
-            Mode::Deprivileged => {
-                setup_rings(&vm, &mem, &devices, kernel_end, &mut layout, &mut boot_info)?
-            }
+            Mode::Deprivileged => setup_rings(
+                &vm,
+                &mem,
+                &mut devices,
+                kernel_end,
+                &mut layout,
+                &mut boot_info,
+            )?,
             Mode::Upstream => None,
         };
 
@@ -150,9 +157,10 @@ impl Vm {
                     .wake
                     .try_clone()
                     .map_err(|e| VmError::Sandbox(format!("eventfd: {e}")))?;
-                ring::spawn_io_thread(self.mem.clone(), r.area.clone(), r.doorbell, wake).map_err(
-                    |e| VmError::Sandbox(format!("cannot start the NIC I/O thread: {e}")),
-                )?;
+                ring::spawn_io_thread(self.mem.clone(), r.area.clone(), r.ports, r.doorbell, wake)
+                    .map_err(|e| {
+                        VmError::Sandbox(format!("cannot start the NIC I/O thread: {e}"))
+                    })?;
                 Some(hypercall::PollRing {
                     area: r.area,
                     wake: r.wake,
@@ -262,7 +270,7 @@ enum Event {
 fn setup_rings(
     vm: &VmFd,
     mem: &GuestMemory,
-    devices: &Devices,
+    devices: &mut Devices,
     kernel_end: u64,
     layout: &mut cpu::Layout,
     boot_info: &mut BootInfo,
@@ -296,10 +304,20 @@ fn setup_rings(
     layout.usable_end = area.base;
     boot_info.host_features |= HOST_FEATURE_STURDY_RING;
     boot_info.net_ring = area.base;
+    let mut ports = Vec::new();
+    for d in devices.0.iter_mut() {
+        if let Some(Device::Net(n)) = d {
+            let taken = n
+                .take_rings()
+                .map_err(|e| VmError::Sandbox(format!("fabric port rings: {e}")))?;
+            ports.push(taken.map(|(rings, socket)| ring::FabricRings { rings, socket }));
+        }
+    }
     Ok(Some(Rings {
         area: Arc::new(area),
         doorbell,
         wake,
+        ports,
     }))
 }
 

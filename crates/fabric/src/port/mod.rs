@@ -4,6 +4,12 @@
 //! that runs a [`Fabric`](crate::Fabric) over its ports. The gateway's port is local instead:
 //! served on that thread, its frames passed by function call (`runner.rs`, `LocalPort`).
 //!
+//! A port made by [`Port::pair`] also offers its monitor shared-memory rings
+//! (`sturdy_port_ring`): once the monitor serves them, frames cross in memory both ways, with
+//! no system call while both sides are awake, and the socket carries only doorbells for a side
+//! that sleeps. The socket stays the port's identity and its end-of-life signal (the monitor's
+//! exit closes it).
+//!
 //! The switch stays free of I/O; this module only moves frames: it reads a batch from each
 //! ready socket port (recvmmsg), runs them through the switch, queues what comes out per
 //! destination port and writes each queue in one go (sendmmsg). A frame for a port that cannot take it (its
@@ -15,7 +21,9 @@ mod runner;
 pub(crate) mod sys;
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+use sturdy_port_ring::PortRings;
 
 pub use runner::{spawn, FabricHandle, RunError};
 pub(crate) use runner::{Link, LocalId, LocalPort};
@@ -24,23 +32,38 @@ pub(crate) use runner::{Link, LocalId, LocalPort};
 /// frame is at most MTU + 14 = 1514 bytes).
 pub const RECV_BUFFER: usize = 2048;
 
-/// A fabric port's end of its socket pair.
+/// A fabric port's end of its socket pair, and of the rings offered on it.
 #[derive(Debug)]
 pub struct Port {
     fd: OwnedFd,
+    rings: Option<PortRings>,
 }
 
 impl Port {
     /// A new socket pair: the fabric's end as a port, and the guest's end to hand to the
-    /// monitor as `--net:NAME=@FD`. Both are close-on-exec: the spawner clears the flag on the
-    /// guest's end in the monitor's child only (between fork and exec), so no other child
-    /// inherits it.
+    /// monitor as `--net:NAME=@FD`, with shared-memory rings offered on it (its first message;
+    /// sturdy-hvt takes it). Both are close-on-exec: the spawner clears the flag on the guest's
+    /// end in the monitor's child only (between fork and exec), so no other child inherits it.
     pub fn pair() -> io::Result<(Port, OwnedFd)> {
+        let (mut port, theirs) = Port::socket_pair()?;
+        port.rings = Some(sturdy_port_ring::create_and_offer(port.fd.as_fd())?);
+        Ok((port, theirs))
+    }
+
+    /// A socket pair without rings: for a peer that speaks the socket itself (a test driver);
+    /// its first message is a frame.
+    pub fn socket_pair() -> io::Result<(Port, OwnedFd)> {
         let (ours, theirs) = sys::seqpacket_pair()?;
         // Room for bursts both ways (the kernel caps it at net.core.wmem_max).
         sys::set_send_buffer(&ours, 1 << 20);
         sys::set_send_buffer(&theirs, 1 << 20);
-        Ok((Port { fd: ours }, theirs))
+        Ok((
+            Port {
+                fd: ours,
+                rings: None,
+            },
+            theirs,
+        ))
     }
 
     /// A port over `fd`, which must be a SOCK_SEQPACKET socket (made non-blocking).
@@ -52,7 +75,18 @@ impl Port {
             ));
         }
         sys::set_nonblocking(&fd)?;
-        Ok(Port { fd })
+        Ok(Port { fd, rings: None })
+    }
+
+    /// The rings offered on the port, if any (served once the monitor says it is attached).
+    pub(crate) fn rings(&mut self) -> Option<&mut PortRings> {
+        self.rings.as_mut()
+    }
+
+    /// Wakes the monitor, which announced it sleeps, for frames on the rings.
+    pub(crate) fn ring_doorbell(&self) {
+        // A closed peer shows as the socket's hang-up; nothing to do here.
+        let _ = sturdy_port_ring::send_doorbell(self.fd.as_fd());
     }
 
     /// Receives up to `bufs.len()` frames without waiting; `lens[i]` is frame `i`'s length, more
@@ -84,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_pair_carries_one_frame_per_message_both_ways() {
-        let (port, guest) = Port::pair().unwrap();
+        let (port, guest) = Port::socket_pair().unwrap();
         // The guest's end as the monitor uses it: plain send and recv.
         let guest = UnixDatagram::from(guest);
         guest.send(&[1; 60]).unwrap();
@@ -110,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_full_peer_takes_what_it_can_and_a_closed_one_is_an_error() {
-        let (port, guest) = Port::pair().unwrap();
+        let (port, guest) = Port::socket_pair().unwrap();
         let frame = [0u8; 1514];
         let frames: Vec<&[u8]> = vec![&frame; 4096];
         let sent = port.send_batch(&frames).unwrap();
@@ -121,6 +155,19 @@ mod tests {
             matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET)),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_pair_offers_rings_as_its_first_message() {
+        let (mut port, guest) = Port::pair().unwrap();
+        let file = sturdy_port_ring::take_offer(guest.as_fd())
+            .unwrap()
+            .expect("the offer");
+        let monitor = PortRings::open(file).unwrap();
+        assert!(!port.rings().unwrap().attached());
+        monitor.set_attached();
+        assert!(port.rings().unwrap().attached());
+        assert!(Port::socket_pair().unwrap().0.rings().is_none());
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //!
 //! A port is a socket (a guest's NIC, through its monitor) or a [`LocalPort`] served on the
 //! loop's own thread (the gateway): frames to and from a local port are function calls, with
-//! no socket, system call or thread wake-up between it and the switch.
+//! no socket, system call or thread wake-up between it and the switch. A socket port whose
+//! monitor serves its shared-memory rings moves its frames through them: the loop reads every
+//! such port's ring on each turn (a memory read while it is empty), and before it sleeps it
+//! announces so on each, so a monitor rings the socket only then.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -14,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sturdy_poll::PollWindow;
+use sturdy_port_ring::{Popped, DOORBELL};
 
 use super::sys::{self, Epoll, EventFd};
 use super::{Port, RECV_BUFFER};
@@ -127,6 +131,7 @@ pub fn spawn(fabric: Fabric) -> io::Result<FabricHandle> {
         local_ran: Instant::now(),
         next_local_id: 0,
         local_out: Vec::new(),
+        ring_ports: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("sturdy-fabric".into())
@@ -301,6 +306,8 @@ struct Loop {
     next_local_id: u64,
     /// Frames a local port sent, on their way into the switch.
     local_out: Vec<Vec<u8>>,
+    /// Socket ports with shared-memory rings.
+    ring_ports: Vec<PortId>,
 }
 
 impl Loop {
@@ -313,7 +320,7 @@ impl Loop {
             // A local port with work left runs again at once.
             let busy = !self.local_due.is_empty();
             let polling = !busy && poll.polling(before);
-            let timeout = if busy || polling {
+            let mut timeout = if busy || polling {
                 0
             } else {
                 let wait = next_expiry
@@ -322,9 +329,17 @@ impl Loop {
                 // Rounded up: waking a little late is fine, waking early would spin.
                 wait.as_nanos().div_ceil(1_000_000).min(1000) as i32
             };
+            if timeout > 0 && !self.prepare_sleep() {
+                timeout = 0;
+            }
             self.epoll.wait(&mut events, timeout)?;
-            let frames = events.iter().any(|&(token, _)| token != WAKE);
-            if polling && events.is_empty() {
+            if timeout > 0 {
+                self.woke();
+            }
+            let now = Instant::now();
+            let ring_frames = self.receive_rings(now);
+            let frames = ring_frames || events.iter().any(|&(token, _)| token != WAKE);
+            if polling && events.is_empty() && !ring_frames {
                 // The monitors' I/O threads and the guests of this CPU go first.
                 std::thread::yield_now();
                 continue;
@@ -332,7 +347,6 @@ impl Loop {
             if timeout > 0 && (frames || events.is_empty()) {
                 poll.slept(before.elapsed());
             }
-            let now = Instant::now();
             if (!polling && !busy && events.is_empty())
                 || now.saturating_duration_since(self.local_ran) >= LOCAL_TICK
             {
@@ -465,7 +479,7 @@ impl Loop {
         true
     }
 
-    fn attach(&mut self, port: PortId, io: Io) -> Result<(), RunError> {
+    fn attach(&mut self, port: PortId, mut io: Io) -> Result<(), RunError> {
         let i = index(port);
         if self.ports.len() <= i {
             self.ports.resize_with(i + 1, || None);
@@ -476,6 +490,11 @@ impl Loop {
         self.epoll
             .add(io.raw_fd(), u64::from(port.0), sys::READ_EVENTS)
             .map_err(|source| RunError::Watch { port, source })?;
+        if let Io::Socket(p) = &mut io {
+            if p.rings().is_some() {
+                self.ring_ports.push(port);
+            }
+        }
         self.ports[i] = Some(Attached {
             io,
             bytes: Vec::new(),
@@ -494,6 +513,7 @@ impl Loop {
             self.fabric.set_gateway(false);
         }
         let _ = self.epoll.delete(attached.io.raw_fd());
+        self.ring_ports.retain(|&p| p != port);
         match attached.io {
             Io::Socket(io) => Some(io),
             Io::Local(..) => {
@@ -521,15 +541,23 @@ impl Loop {
                 return hangup;
             }
         };
+        // Once the peer has closed, recvmmsg reports the end of the stream as empty messages
+        // (filling the batch with them), possibly before epoll reports the hang-up. An empty
+        // message is never a frame (sturdy-hvt refuses NET_WRITE shorter than an Ethernet
+        // header), so it is always the end.
+        let end = self.rx_lens[..n].iter().position(|&len| len == 0);
+        self.switch_batch(port, end.unwrap_or(n), now);
+        end.is_some() || (hangup && n == 0)
+    }
+
+    /// Runs the first `n` frames of the receive buffers, from `port`, through the switch.
+    fn switch_batch(&mut self, port: PortId, n: usize, now: Instant) {
         let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);
         for i in 0..n {
             let len = self.rx_lens[i];
-            // Once the peer has closed, recvmmsg reports the end of the stream as empty
-            // messages (filling the batch with them), possibly before epoll reports the hang-up.
-            // An empty message is never a frame (sturdy-hvt refuses NET_WRITE shorter than an
-            // Ethernet header), so it is always the end.
-            if len == 0 {
-                return true;
+            // A monitor's wake-up for frames on the rings (read on every turn anyway).
+            if len == 1 && self.rx_bufs[i][0] == DOORBELL {
+                continue;
             }
             if len > RECV_BUFFER {
                 self.fabric.oversized(port, len, now);
@@ -540,7 +568,90 @@ impl Loop {
                 queue(ports, dirty, failed, to, frame)
             });
         }
-        hangup && n == 0
+    }
+
+    /// Reads a batch from the rings of every port that has them and runs it through the switch.
+    /// Returns whether any frame came.
+    fn receive_rings(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        for i in 0..self.ring_ports.len() {
+            let Some(&port) = self.ring_ports.get(i) else {
+                break;
+            };
+            any |= self.receive_ring(port, now);
+        }
+        any
+    }
+
+    /// Reads up to a batch of frames from `port`'s rings into the switch. A monitor that
+    /// breaks the ring protocol loses its port, as if it had closed it.
+    fn receive_ring(&mut self, port: PortId, now: Instant) -> bool {
+        let Some(Some(Attached {
+            io: Io::Socket(io), ..
+        })) = self.ports.get_mut(index(port))
+        else {
+            return false;
+        };
+        let Some(rings) = io.rings() else {
+            return false;
+        };
+        let mut n = 0;
+        let mut broken = None;
+        while n < BATCH {
+            match rings.pop(&mut self.rx_bufs[n]) {
+                Ok(Some(Popped::Frame(len))) => self.rx_lens[n] = len,
+                Ok(Some(Popped::Oversized(len))) => self.rx_lens[n] = len.max(RECV_BUFFER + 1),
+                Ok(None) => break,
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            }
+            n += 1;
+        }
+        rings.release();
+        self.switch_batch(port, n, now);
+        if let Some(e) = broken {
+            tracing::warn!(
+                target: "sturdy_fabric::port",
+                "{}: the monitor broke the ring protocol ({e}); port detached",
+                self.name(port)
+            );
+            self.detach(port);
+        }
+        n > 0
+    }
+
+    /// Announces on every port's rings that the loop is about to sleep; false (and nothing
+    /// announced) if frames arrived on one meanwhile.
+    fn prepare_sleep(&mut self) -> bool {
+        for i in 0..self.ring_ports.len() {
+            if let Some(rings) = self.rings_of(self.ring_ports[i]) {
+                if !rings.prepare_sleep() {
+                    self.woke();
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Takes back [`prepare_sleep`](Self::prepare_sleep)'s announcements.
+    fn woke(&mut self) {
+        for i in 0..self.ring_ports.len() {
+            if let Some(rings) = self.rings_of(self.ring_ports[i]) {
+                rings.woke();
+            }
+        }
+    }
+
+    fn rings_of(&mut self, port: PortId) -> Option<&mut sturdy_port_ring::PortRings> {
+        match self.ports.get_mut(index(port)) {
+            Some(Some(Attached {
+                io: Io::Socket(io), ..
+            })) => io.rings(),
+            _ => None,
+        }
     }
 
     /// Writes every queued frame, and runs the local ports due until what they send is
@@ -612,6 +723,26 @@ impl Loop {
                     continue;
                 }
             };
+            if let Some(rings) = io.rings().filter(|r| r.attached()) {
+                // Into the monitor's ring; a full ring drops the rest, as a full socket does.
+                let mut unsent = 0;
+                let mut start = 0;
+                for &end in &attached.ends {
+                    if !rings.push(&attached.bytes[start..end]) {
+                        unsent += 1;
+                    }
+                    start = end;
+                }
+                if rings.publish() {
+                    io.ring_doorbell();
+                }
+                attached.bytes.clear();
+                attached.ends.clear();
+                for _ in 0..unsent {
+                    self.fabric.tx_failed(port, now);
+                }
+                continue;
+            }
             let mut frames: Vec<&[u8]> = Vec::with_capacity(attached.ends.len());
             let mut start = 0;
             for &end in &attached.ends {
@@ -691,6 +822,7 @@ fn queue(
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+    use std::os::fd::AsFd;
     use std::os::unix::net::UnixDatagram;
 
     use super::*;
@@ -735,15 +867,107 @@ mod tests {
     /// A running fabric of [`plan`] with web and db attached: the plan, its handle, the guests'
     /// ends of both ports and how each guest addresses itself.
     fn web_and_db() -> (Plan, FabricHandle, UnixDatagram, UnixDatagram, Host, Host) {
+        web_and_db_on(Port::socket_pair().unwrap())
+    }
+
+    /// [`web_and_db`] with web's port `web`.
+    fn web_and_db_on(
+        (web_port, web_fd): (Port, std::os::fd::OwnedFd),
+    ) -> (Plan, FabricHandle, UnixDatagram, UnixDatagram, Host, Host) {
         let plan = plan();
         let handle = spawn(Fabric::new(plan.clone(), Config::default()).unwrap()).unwrap();
-        let (web_port, web_fd) = Port::pair().unwrap();
-        let (db_port, db_fd) = Port::pair().unwrap();
+        let (db_port, db_fd) = Port::socket_pair().unwrap();
         handle.attach(PortId(0), web_port).unwrap();
         handle.attach(PortId(1), db_port).unwrap();
         let (web, db) = (guest(web_fd), guest(db_fd));
         let (w, d) = (host(&plan, "web", 40000), host(&plan, "db", 6379));
         (plan, handle, web, db, w, d)
+    }
+
+    /// Waits for the next frame on a monitor's rings, sleeping for the fabric's doorbell.
+    fn ring_recv(rings: &mut sturdy_port_ring::PortRings, socket: &UnixDatagram) -> Vec<u8> {
+        let mut buf = [0u8; 2048];
+        loop {
+            if let Some(Popped::Frame(n)) = rings.pop(&mut buf).unwrap() {
+                rings.release();
+                return buf[..n].to_vec();
+            }
+            if rings.prepare_sleep() {
+                let mut bell = [0u8; 16];
+                assert_eq!(socket.recv(&mut bell).expect("a doorbell within 5 s"), 1);
+                assert_eq!(bell[0], DOORBELL);
+            }
+            rings.woke();
+        }
+    }
+
+    #[test]
+    fn frames_cross_the_rings_of_a_monitor_that_serves_them() {
+        let (_plan, handle, web, db, w, d) = web_and_db_on(Port::pair().unwrap());
+        // web's monitor, as sturdy-hvt serves the rings.
+        let file = sturdy_port_ring::take_offer(web.as_fd()).unwrap().unwrap();
+        let mut rings = sturdy_port_ring::PortRings::open(file).unwrap();
+        rings.set_attached();
+        let send = |rings: &mut sturdy_port_ring::PortRings, frame: &[u8]| {
+            assert!(rings.push(frame));
+            if rings.publish() {
+                sturdy_port_ring::send_doorbell(web.as_fd()).unwrap();
+                true
+            } else {
+                false
+            }
+        };
+
+        // Long idle: the fabric sleeps and has said so; the frame's doorbell wakes it.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            send(&mut rings, &build::arp_request(&w, d.ip)),
+            "the fabric sleeps"
+        );
+        assert_eq!(&ring_recv(&mut rings, &web)[22..28], &d.mac.0);
+        let syn = build::tcp(&w, &d, TcpFlags::SYN, 1000, 0, b"");
+        send(&mut rings, &syn);
+        assert_eq!(recv(&db), syn, "ring to socket");
+        let syn_ack = build::tcp(&d, &w, TcpFlags(0x12), 5000, 1001, b"");
+        db.send(&syn_ack).unwrap();
+        assert_eq!(ring_recv(&mut rings, &web), syn_ack, "socket to ring");
+        // More frames than a batch, in order.
+        for i in 0..200u32 {
+            let f = build::tcp(&w, &d, TcpFlags::ACK, 1001 + i, 5001, &[i as u8; 100]);
+            send(&mut rings, &f);
+        }
+        for i in 0..200u32 {
+            assert_eq!(recv(&db)[54], i as u8, "frame {i}");
+        }
+        let stats = handle.stats().unwrap();
+        assert_eq!(stats.ports[0].stats.rx.frames, 202);
+
+        // A monitor that corrupts its ring loses its port: the fabric closes its end.
+        drop(rings);
+        handle.detach(PortId(0)).unwrap();
+        let (p, fd) = Port::pair().unwrap();
+        handle.attach(PortId(0), p).unwrap();
+        let g = guest(fd);
+        let file = sturdy_port_ring::take_offer(g.as_fd()).unwrap().unwrap();
+        sturdy_port_ring::PortRings::open(file.try_clone().unwrap())
+            .unwrap()
+            .set_attached();
+        corrupt_tail(&file, 10_000);
+        sturdy_port_ring::send_doorbell(g.as_fd()).unwrap();
+        let mut buf = [0u8; 64];
+        match g.recv(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            other => panic!("the port's end should close within 5 s: {other:?}"),
+        }
+        assert!(handle.detach(PortId(0)).unwrap().is_none());
+    }
+
+    /// Writes `tail` as the monitor's producer index, straight into the memory file (the
+    /// monitor's ring starts at its second page, its tail first).
+    fn corrupt_tail(file: &std::fs::File, tail: u32) {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&tail.to_le_bytes(), 4096).unwrap();
     }
 
     #[test]
@@ -796,7 +1020,7 @@ mod tests {
         assert_eq!(stats.ports[1].stats.rx.frames, 1);
         assert_eq!(stats.connections, 0);
         assert!(matches!(
-            handle.attach(PortId(0), Port::pair().unwrap().0),
+            handle.attach(PortId(0), Port::socket_pair().unwrap().0),
             Err(RunError::PortBusy(_))
         ));
         let fabric = handle.stop().unwrap();
@@ -835,13 +1059,13 @@ mod tests {
     fn a_port_whose_guest_end_closes_is_detached() {
         let plan = plan();
         let handle = spawn(Fabric::new(plan.clone(), Config::default()).unwrap()).unwrap();
-        let (web_port, web_fd) = Port::pair().unwrap();
+        let (web_port, web_fd) = Port::socket_pair().unwrap();
         handle.attach(PortId(0), web_port).unwrap();
         drop(web_fd);
         let deadline = Instant::now() + Duration::from_secs(5);
         // Detached: the port number is free again (for a new port whose guest end stays open).
         let _guest_end = loop {
-            let (again, guest_end) = Port::pair().unwrap();
+            let (again, guest_end) = Port::socket_pair().unwrap();
             match handle.attach(PortId(0), again) {
                 Ok(()) => break guest_end,
                 Err(RunError::PortBusy(_)) if Instant::now() < deadline => {

@@ -105,9 +105,9 @@ fn arp_request(ip: [u8; 4]) -> Vec<u8> {
     f
 }
 
-#[test]
-fn nic_on_an_inherited_socketpair_fd() {
-    let (ours, theirs) = seqpacket_pair();
+/// The ARP/ICMP responder (10.0.0.2, MAC 02:00:0a:00:00:02) on NIC `service` at the inherited
+/// socket `theirs`, serving.
+fn net_guest_on(theirs: std::os::fd::OwnedFd) -> Running {
     let mut cmd = hvt();
     cmd.args([
         &format!("--net:service=@{}", theirs.as_raw_fd()),
@@ -119,6 +119,13 @@ fn nic_on_an_inherited_socketpair_fd() {
     let mut g = spawn(cmd);
     drop(theirs);
     g.wait_for_line("serving", Duration::from_secs(20));
+    g
+}
+
+#[test]
+fn nic_on_an_inherited_socketpair_fd() {
+    let (ours, theirs) = seqpacket_pair();
+    let _g = net_guest_on(theirs);
 
     let sock = std::os::unix::net::UnixDatagram::from(ours);
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -134,6 +141,60 @@ fn nic_on_an_inherited_socketpair_fd() {
         "sender MAC is not --net-mac: {reply:02x?}"
     );
     assert_eq!(&reply[28..32], &[10, 0, 0, 2]);
+}
+
+/// A port like the fabric's, which offers shared-memory rings as its first message: the monitor
+/// takes the offer, says it serves the rings once the guest is on its NIC rings, and the
+/// guest's frames cross them both ways; the socket carries nothing but doorbells.
+#[test]
+fn nic_on_a_socket_that_offers_rings() {
+    use std::os::fd::AsFd;
+    use sturdy_port_ring::{Popped, DOORBELL};
+
+    let (ours, theirs) = seqpacket_pair();
+    let mut rings = sturdy_port_ring::create_and_offer(ours.as_fd()).unwrap();
+    let _g = net_guest_on(theirs);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !rings.attached() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor never said it serves the rings"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let sock = std::os::unix::net::UnixDatagram::from(ours);
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut doorbells = 0;
+    let mut reply = None;
+    let mut buf = [0u8; 2048];
+    for round in 0..3 {
+        // Sent once the I/O thread sleeps (it announced so: ring), then while it may poll.
+        std::thread::sleep(Duration::from_millis(if round == 0 { 100 } else { 0 }));
+        assert!(rings.push(&arp_request([10, 0, 0, 2])));
+        if rings.publish() {
+            sturdy_port_ring::send_doorbell(sock.as_fd()).unwrap();
+            doorbells += 1;
+        }
+        let frame = loop {
+            if let Some(Popped::Frame(n)) = rings.pop(&mut buf).unwrap() {
+                rings.release();
+                break buf[..n].to_vec();
+            }
+            if rings.prepare_sleep() {
+                let mut bell = [0u8; 64];
+                let n = sock.recv(&mut bell).expect("a doorbell within 5 s");
+                assert_eq!(&bell[..n], &[DOORBELL], "only doorbells on the socket");
+            }
+            rings.woke();
+        };
+        reply = Some(frame);
+    }
+    assert!(doorbells >= 1, "the sleeping monitor was never rung");
+    let reply = reply.unwrap();
+    assert_eq!(&reply[12..14], &[0x08, 0x06], "not ARP: {reply:02x?}");
+    assert_eq!(&reply[20..22], &[0, 2], "not an ARP reply: {reply:02x?}");
+    assert_eq!(&reply[22..28], &[2, 0, 10, 0, 0, 2]);
 }
 
 /// CPU time (user + system, clock ticks) the monitor `pid`'s NIC I/O thread has used.

@@ -38,4 +38,10 @@ pub enum DeviceError {
     },
     #[error("--net:{name}=@{fd}: file descriptor {fd} is not open in this process")]
     BadFd { name: String, fd: i32 },
+    #[error("--net:{name}=@{fd}: the shared-memory rings offered on the descriptor: {reason}")]
+    PortRings {
+        name: String,
+        fd: i32,
+        reason: String,
+    },
 }

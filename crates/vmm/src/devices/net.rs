@@ -1,8 +1,15 @@
 //! Network devices: `--net:NAME=IFACE` (a TAP interface), `--net:NAME=@FD` (an inherited file
 //! descriptor, e.g. one end of a SOCK_SEQPACKET socketpair: one message = one Ethernet frame),
 //! `--net-mac:NAME=MAC`; NET_WRITE and NET_READ (spec 5, spec 6).
+//!
+//! A descriptor from sturdy's fabric carries, as its first message, an offer of shared-memory
+//! rings (`sturdy_port_ring`). It is taken here, whatever the guest: the NIC I/O thread serves
+//! the rings for a guest on sturdy's NIC rings (`ring.rs`); for any other guest they stay unused
+//! and the socket carries the frames, as without them.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use sturdy_port_ring::PortRings;
 
 use sturdy_abi::hypercall::{NetIo, RESULT_AGAIN, RESULT_EINVAL, RESULT_OK};
 
@@ -24,6 +31,8 @@ pub struct NetDevice {
     fd: OwnedFd,
     pub mac: [u8; 6],
     pub mtu: u16,
+    /// Rings the fabric offered on the descriptor, until the I/O thread takes them.
+    rings: Option<PortRings>,
 }
 
 impl NetDevice {
@@ -91,6 +100,7 @@ impl NetDevice {
             fd,
             mac,
             mtu,
+            rings: None,
         })
     }
 
@@ -111,13 +121,33 @@ impl NetDevice {
         }
         // SAFETY: the command line hands this descriptor to the monitor; nothing else in the
         // process owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Self {
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let rings_error = |reason: String| DeviceError::PortRings {
             name: name.into(),
             fd,
+            reason,
+        };
+        let rings = match sturdy_port_ring::take_offer(owned.as_fd()) {
+            Ok(Some(file)) => Some(PortRings::open(file).map_err(|e| rings_error(e.to_string()))?),
+            Ok(None) => None,
+            Err(e) => return Err(rings_error(e.to_string())),
+        };
+        Ok(Self {
+            name: name.into(),
+            fd: owned,
             mac,
             mtu: DEFAULT_FD_MTU,
+            rings,
         })
+    }
+
+    /// The rings offered on the descriptor, and a descriptor of the socket to ring their
+    /// doorbell on, for the I/O thread (once).
+    pub fn take_rings(&mut self) -> std::io::Result<Option<(PortRings, OwnedFd)>> {
+        match self.rings.take() {
+            Some(rings) => Ok(Some((rings, self.fd.try_clone()?))),
+            None => Ok(None),
+        }
     }
 
     pub fn raw_fd(&self) -> RawFd {

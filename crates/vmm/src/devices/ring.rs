@@ -1,14 +1,21 @@
 //! Host side of sturdy's shared-memory NIC rings (`sturdy_abi::ring` has the layout and the
 //! protocol): the area in guest memory, and the monitor I/O thread that moves frames between the
 //! rings and the NICs' host descriptors, so a busy guest exits only to sleep.
+//!
+//! A NIC on a fabric port that offered its own shared-memory rings (`sturdy_port_ring`) moves
+//! its frames through those instead of the socket: guest ring to port ring and back, one copy
+//! each way and no system call while both sides poll. The socket then brings doorbells (and
+//! frames the fabric sent before the rings were served), and takes this thread's doorbells when
+//! the fabric sleeps.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sturdy_abi::ring::*;
 use sturdy_poll::PollWindow;
+use sturdy_port_ring::{Popped, PortRings};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -124,6 +131,12 @@ impl RingArea {
     }
 }
 
+/// A fabric port's shared-memory rings, and a descriptor of its socket for doorbells.
+pub struct FabricRings {
+    pub rings: PortRings,
+    pub socket: OwnedFd,
+}
+
 /// The I/O thread's view of one NIC: the indices the host owns.
 struct NicState {
     nic: RingNic,
@@ -136,16 +149,23 @@ struct NicState {
     /// The host descriptor would block at the last try: the guest's queued frames wait for
     /// the retry, not for a doorbell.
     tx_stalled: bool,
+    /// The fabric port's rings, when it offered them: frames go through them, not the socket.
+    port: Option<FabricRings>,
+    /// epoll reported the socket readable (edge-triggered): read it to its end on the next pass.
+    /// Only for a NIC with port rings; others read their descriptor on every pass.
+    socket_ready: bool,
 }
 
 impl NicState {
-    fn new(nic: RingNic) -> NicState {
+    fn new(nic: RingNic, port: Option<FabricRings>) -> NicState {
         NicState {
             nic,
             tx_head: 0,
             rx_tail: 0,
             batched: is_message_socket(nic.fd),
             tx_stalled: false,
+            port,
+            socket_ready: true,
         }
     }
 }
@@ -179,12 +199,22 @@ pub struct RingError {
     what: String,
 }
 
+/// How a guest range the ring names that is no guest memory it may use stops the guest.
+fn guest_access(handle: u64) -> impl Fn(crate::memory::GuestAccessError) -> RingError + Copy {
+    move |e| RingError {
+        handle,
+        what: e.to_string(),
+    }
+}
+
 /// Starts the I/O thread and waits until it is set up, so that the seccomp filter installed
-/// afterwards never meets the thread's start-up system calls. `doorbell` is the guest's
-/// ioeventfd; `wake` ends the guest's POLL.
+/// afterwards never meets the thread's start-up system calls. `ports` are the fabric port rings
+/// of the area's NICs, in its order; `doorbell` is the guest's ioeventfd; `wake` ends the
+/// guest's POLL.
 pub fn spawn_io_thread(
     mem: Arc<GuestMemory>,
     area: Arc<RingArea>,
+    ports: Vec<Option<FabricRings>>,
     doorbell: EventFd,
     wake: EventFd,
 ) -> std::io::Result<()> {
@@ -192,7 +222,7 @@ pub fn spawn_io_thread(
     std::thread::Builder::new()
         .name("sturdy-hvt-io".into())
         .spawn(move || {
-            let result = IoThread::new(&area, &doorbell).and_then(|mut t| {
+            let result = IoThread::new(&area, ports, &doorbell).and_then(|mut t| {
                 let _ = ready_tx.send(Ok(()));
                 t.run(&mem, &area, &doorbell, &wake)
             });
@@ -237,7 +267,11 @@ fn sys_error(what: &str, e: std::io::Error) -> RingError {
 }
 
 impl IoThread {
-    fn new(area: &RingArea, doorbell: &EventFd) -> Result<IoThread, RingError> {
+    fn new(
+        area: &RingArea,
+        ports: Vec<Option<FabricRings>>,
+        doorbell: &EventFd,
+    ) -> Result<IoThread, RingError> {
         let epoll = Epoll::new().map_err(|e| sys_error("epoll", e))?;
         epoll
             .ctl(
@@ -246,7 +280,12 @@ impl IoThread {
                 EpollEvent::new(EventSet::IN, DOORBELL_TOKEN),
             )
             .map_err(|e| sys_error("epoll_ctl", e))?;
-        let nics = area.nics.iter().map(|&nic| NicState::new(nic)).collect();
+        let mut ports = ports.into_iter();
+        let nics = area
+            .nics
+            .iter()
+            .map(|&nic| NicState::new(nic, ports.next().flatten()))
+            .collect();
         Ok(IoThread {
             epoll,
             nics,
@@ -271,6 +310,10 @@ impl IoThread {
                     self.epoll
                         .ctl(ControlOperation::Add, n.nic.fd, ev)
                         .map_err(|e| sys_error("epoll_ctl", e))?;
+                    if let Some(port) = &n.port {
+                        // The fabric sends through the rings from now on.
+                        port.rings.set_attached();
+                    }
                 }
                 self.enabled = true;
             }
@@ -279,8 +322,14 @@ impl IoThread {
             if self.enabled {
                 let mut pushed = false;
                 for n in &mut self.nics {
-                    let (sent, tx_stalled) = drain_tx(mem, area, n)?;
-                    let (received, rx_full) = fill_rx(mem, area, n)?;
+                    let ((sent, tx_stalled), (received, rx_full)) = if n.port.is_some() {
+                        (
+                            drain_tx_to_port(mem, area, n)?,
+                            fill_rx_from_port(mem, area, n)?,
+                        )
+                    } else {
+                        (drain_tx(mem, area, n)?, fill_rx(mem, area, n)?)
+                    };
                     n.tx_stalled = tx_stalled;
                     progress |= sent + received > 0;
                     pushed |= received > 0;
@@ -317,17 +366,34 @@ impl IoThread {
                     .nics
                     .iter()
                     .any(|n| !n.tx_stalled && tx_tail(mem, n) != n.tx_head);
-            if !tx_pending {
+            // Announced on each port's rings too, so the fabric rings the socket; frames that
+            // came meanwhile keep the thread awake.
+            let port_pending = self.enabled
+                && !self
+                    .nics
+                    .iter()
+                    .all(|n| n.port.as_ref().is_none_or(|p| p.rings.prepare_sleep()));
+            if !tx_pending && !port_pending {
                 // A full RX ring or a full host socket is retried shortly: the guest may not ring.
                 let timeout = if stalled { 1 } else { -1 };
                 let asleep = Instant::now();
-                match self.epoll.wait(timeout, &mut self.events) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                let ready = match self.epoll.wait(timeout, &mut self.events) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
                     Err(e) => return Err(sys_error("epoll_wait", e)),
-                }
+                };
                 self.poll.slept(asleep.elapsed());
                 let _ = doorbell.read();
+                for e in &self.events[..ready] {
+                    if let Some(n) = self.nics.get_mut(e.data() as usize) {
+                        n.socket_ready = true;
+                    }
+                }
+            }
+            for n in &self.nics {
+                if let Some(p) = &n.port {
+                    p.rings.woke();
+                }
             }
             let _ = mem.store_u32(sleeping, 0, Ordering::Relaxed);
         }
@@ -339,12 +405,8 @@ fn tx_tail(mem: &GuestMemory, n: &NicState) -> u32 {
         .unwrap_or(n.tx_head)
 }
 
-/// Sends the frames the guest queued on `n`'s TX ring. Returns (frames sent, host would block).
-fn drain_tx(
-    mem: &GuestMemory,
-    area: &RingArea,
-    n: &mut NicState,
-) -> Result<(usize, bool), RingError> {
+/// The guest's TX tail, refused if it claims more frames than the ring has slots.
+fn checked_tx_tail(mem: &GuestMemory, area: &RingArea, n: &NicState) -> Result<u32, RingError> {
     let tail = tx_tail(mem, n);
     let queued = tail.wrapping_sub(n.tx_head);
     if queued > area.slots {
@@ -356,6 +418,40 @@ fn drain_tx(
             ),
         });
     }
+    Ok(tail)
+}
+
+/// Slots of the guest's RX ring in use, refused if its head claims more than the ring has.
+fn rx_used(mem: &GuestMemory, area: &RingArea, n: &NicState) -> Result<u32, RingError> {
+    let head = mem
+        .load_u32(n.nic.rx + RING_OFF_HEAD, Ordering::Acquire)
+        .unwrap_or(n.rx_tail);
+    let used = n.rx_tail.wrapping_sub(head);
+    if used > area.slots {
+        return Err(RingError {
+            handle: n.nic.handle,
+            what: format!(
+                "guest RX head {head} is {used} frames behind tail {} (ring has {} slots)",
+                n.rx_tail, area.slots
+            ),
+        });
+    }
+    Ok(used)
+}
+
+/// Whether a TX frame of `len` bytes is one to send: an Ethernet header at least, at most
+/// `max_frame` (the NIC's MTU) and within its slot. Any other is the guest's loss: dropped, never sent.
+fn tx_frame_fits(area: &RingArea, max_frame: u32, len: u32) -> bool {
+    (14..=max_frame).contains(&len) && len <= area.slot_size - SLOT_OFF_FRAME as u32
+}
+
+/// Sends the frames the guest queued on `n`'s TX ring. Returns (frames sent, host would block).
+fn drain_tx(
+    mem: &GuestMemory,
+    area: &RingArea,
+    n: &mut NicState,
+) -> Result<(usize, bool), RingError> {
+    let tail = checked_tx_tail(mem, area, n)?;
     let mut sent = 0;
     let mut stalled = false;
     // SAFETY: iovec is a plain C structure for which all-zero is a valid value.
@@ -370,15 +466,10 @@ fn drain_tx(
             let slot = area.slot(n.nic.tx, index);
             let len = mem.load_u32(slot, Ordering::Relaxed).unwrap_or(0);
             index = index.wrapping_add(1);
-            if (14..=n.nic.max_frame).contains(&len)
-                && len <= area.slot_size - SLOT_OFF_FRAME as u32
-            {
+            if tx_frame_fits(area, n.nic.max_frame, len) {
                 let ptr = mem
                     .host_ptr(slot + SLOT_OFF_FRAME, u64::from(len), Access::Read)
-                    .map_err(|e| RingError {
-                        handle: n.nic.handle,
-                        what: e.to_string(),
-                    })?;
+                    .map_err(guest_access(n.nic.handle))?;
                 iov[count] = libc::iovec {
                     iov_base: ptr.cast(),
                     iov_len: len as usize,
@@ -403,6 +494,115 @@ fn drain_tx(
         let _ = mem.store_u32(n.nic.tx + RING_OFF_HEAD, n.tx_head, Ordering::Release);
     }
     Ok((sent, stalled))
+}
+
+/// [`drain_tx`] for a NIC on fabric port rings: copies the guest's queued frames into the
+/// port's ring and rings the fabric if it sleeps. A full port ring stalls the rest, like a full
+/// socket.
+fn drain_tx_to_port(
+    mem: &GuestMemory,
+    area: &RingArea,
+    n: &mut NicState,
+) -> Result<(usize, bool), RingError> {
+    let tail = checked_tx_tail(mem, area, n)?;
+    let Some(port) = n.port.as_mut() else {
+        return Ok((0, false));
+    };
+    let mut sent = 0;
+    let mut stalled = false;
+    while n.tx_head != tail {
+        let slot = area.slot(n.nic.tx, n.tx_head);
+        let len = mem.load_u32(slot, Ordering::Relaxed).unwrap_or(0);
+        if tx_frame_fits(area, n.nic.max_frame, len) {
+            let frame = mem
+                .slice(slot + SLOT_OFF_FRAME, u64::from(len), Access::Read)
+                .map_err(guest_access(n.nic.handle))?;
+            if !port.rings.push_slice(frame) {
+                stalled = true;
+                break;
+            }
+        }
+        n.tx_head = n.tx_head.wrapping_add(1);
+        sent += 1;
+    }
+    if sent > 0 {
+        let _ = mem.store_u32(n.nic.tx + RING_OFF_HEAD, n.tx_head, Ordering::Release);
+        if port.rings.publish() {
+            // A closed fabric shows when the guest's frames stop being taken; nothing to do.
+            let _ = sturdy_port_ring::send_doorbell(port.socket.as_fd());
+        }
+    }
+    Ok((sent, stalled))
+}
+
+/// [`fill_rx`] for a NIC on fabric port rings: copies frames from the port's ring into the
+/// guest's RX ring, after reading the socket if epoll said it is readable (doorbells, dropped,
+/// and frames the fabric sent before the rings were served, copied in order). Returns (frames,
+/// the guest's ring is full).
+fn fill_rx_from_port(
+    mem: &GuestMemory,
+    area: &RingArea,
+    n: &mut NicState,
+) -> Result<(usize, bool), RingError> {
+    let mut used = rx_used(mem, area, n)?;
+    let room = (area.slot_size - SLOT_OFF_FRAME as u32).min(n.nic.max_frame);
+    let handle = n.nic.handle;
+    let guest_error = guest_access(handle);
+    let mut received = 0;
+    if n.socket_ready {
+        n.socket_ready = false;
+        // Read to the end (epoll is edge-triggered); what finds no room is dropped.
+        let mut buf = [0u8; 2048];
+        loop {
+            // SAFETY: read(2) writes at most buf.len() bytes into `buf`, a local array.
+            let got = unsafe { libc::read(n.nic.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if got <= 0 {
+                break;
+            }
+            let len = got as u32;
+            if len < 14 || len > room || used >= area.slots {
+                continue;
+            }
+            let slot = area.slot(n.nic.rx, n.rx_tail);
+            mem.write(slot + SLOT_OFF_FRAME, &buf[..len as usize])
+                .map_err(guest_error)?;
+            let _ = mem.store_u32(slot, len, Ordering::Relaxed);
+            n.rx_tail = n.rx_tail.wrapping_add(1);
+            used += 1;
+            received += 1;
+        }
+    }
+    let Some(port) = n.port.as_mut() else {
+        return Ok((received, used == area.slots));
+    };
+    while used < area.slots {
+        let slot = area.slot(n.nic.rx, n.rx_tail);
+        let dst = mem
+            .slice(slot + SLOT_OFF_FRAME, u64::from(room), Access::Write)
+            .map_err(guest_error)?;
+        match port.rings.pop_slice(dst) {
+            Ok(Some(Popped::Frame(len))) => {
+                let _ = mem.store_u32(slot, len as u32, Ordering::Relaxed);
+                n.rx_tail = n.rx_tail.wrapping_add(1);
+                used += 1;
+                received += 1;
+            }
+            // Longer than the guest's MTU allows: dropped, as a NIC would.
+            Ok(Some(Popped::Oversized(_))) => {}
+            Ok(None) => break,
+            Err(e) => {
+                return Err(RingError {
+                    handle,
+                    what: format!("fabric port ring: {e}"),
+                })
+            }
+        }
+    }
+    port.rings.release();
+    if received > 0 {
+        let _ = mem.store_u32(n.nic.rx + RING_OFF_TAIL, n.rx_tail, Ordering::Release);
+    }
+    Ok((received, used == area.slots))
 }
 
 /// sendmmsg/recvmmsg headers for up to [`BATCH`] messages, message `i` the one buffer
@@ -465,19 +665,7 @@ fn fill_rx(
     area: &RingArea,
     n: &mut NicState,
 ) -> Result<(usize, bool), RingError> {
-    let head = mem
-        .load_u32(n.nic.rx + RING_OFF_HEAD, Ordering::Acquire)
-        .unwrap_or(n.rx_tail);
-    let mut used = n.rx_tail.wrapping_sub(head);
-    if used > area.slots {
-        return Err(RingError {
-            handle: n.nic.handle,
-            what: format!(
-                "guest RX head {head} is {used} frames behind tail {} (ring has {} slots)",
-                n.rx_tail, area.slots
-            ),
-        });
-    }
+    let mut used = rx_used(mem, area, n)?;
     let room = (area.slot_size - SLOT_OFF_FRAME as u32).min(n.nic.max_frame);
     let mut received = 0;
     // SAFETY: iovec is a plain C structure for which all-zero is a valid value.
@@ -489,10 +677,7 @@ fn fill_rx(
             let slot = area.slot(n.nic.rx, n.rx_tail.wrapping_add(i as u32));
             let ptr = mem
                 .host_ptr(slot + SLOT_OFF_FRAME, u64::from(room), Access::Write)
-                .map_err(|e| RingError {
-                    handle: n.nic.handle,
-                    what: e.to_string(),
-                })?;
+                .map_err(guest_access(n.nic.handle))?;
             *v = libc::iovec {
                 iov_base: ptr.cast(),
                 iov_len: room as usize,
@@ -572,7 +757,7 @@ mod tests {
         let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
         area.write_header(&mem).unwrap();
         let nic = area.nics[0];
-        let mut st = NicState::new(nic);
+        let mut st = NicState::new(nic, None);
         assert!(st.batched, "a datagram socket moves frames in batches");
 
         // Guest queues two frames, one of a bad length (dropped).
@@ -624,7 +809,7 @@ mod tests {
         theirs.set_nonblocking(true).unwrap();
         ours.set_nonblocking(true).unwrap();
         let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
-        let mut st = NicState::new(area.nics[0]);
+        let mut st = NicState::new(area.nics[0], None);
         let tx = area.nics[0].tx;
         // A full ring of 1514-byte frames, numbered, with one of a bad length among them.
         for i in 0..SLOTS {
@@ -650,5 +835,78 @@ mod tests {
         let want: Vec<u32> = (0..SLOTS).filter(|&i| i != 5).collect();
         assert_eq!(seen, want, "every good frame once, in order");
         assert_eq!(st.tx_head, SLOTS);
+    }
+
+    #[test]
+    fn frames_cross_a_fabric_ports_rings_both_ways() {
+        use sturdy_port_ring::{PortRings, MAX_FRAME};
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (fabric_end, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        fabric_end.set_nonblocking(true).unwrap();
+        let (mut fabric, file) = PortRings::create().unwrap();
+        let monitor = PortRings::open(file).unwrap();
+        let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
+        let nic = area.nics[0];
+        let port = FabricRings {
+            rings: monitor,
+            socket: OwnedFd::from(theirs.try_clone().unwrap()),
+        };
+        let mut st = NicState::new(nic, Some(port));
+
+        // The guest queues a full ring, one frame of a bad length among them (dropped): the
+        // fabric reads the others from the port ring, in order.
+        for i in 0..SLOTS {
+            let slot = area.slot(nic.tx, i);
+            let len = if i == 5 { 3 } else { 100 };
+            mem.store_u32(slot, len, Ordering::Relaxed).unwrap();
+            mem.setup_write(slot + 4, &i.to_le_bytes()).unwrap();
+        }
+        mem.store_u32(nic.tx + RING_OFF_TAIL, SLOTS, Ordering::Release)
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; MAX_FRAME];
+        loop {
+            let (_, stalled) = drain_tx_to_port(&mem, &area, &mut st).unwrap();
+            while let Some(sturdy_port_ring::Popped::Frame(n)) = fabric.pop(&mut buf).unwrap() {
+                assert_eq!(n, 100);
+                seen.push(u32::from_le_bytes(buf[..4].try_into().unwrap()));
+            }
+            fabric.release();
+            if !stalled {
+                break;
+            }
+        }
+        let want: Vec<u32> = (0..SLOTS).filter(|&i| i != 5).collect();
+        assert_eq!(seen, want, "every good frame once, in order");
+        assert_eq!(
+            mem.load_u32(nic.tx + RING_OFF_HEAD, Ordering::Acquire)
+                .unwrap(),
+            SLOTS
+        );
+
+        // A frame sent on the socket before the rings were served, a doorbell (dropped), then
+        // frames on the ring: all in the guest's RX ring, in that order.
+        fabric_end.send(&[0x11; 60]).unwrap();
+        fabric_end.send(&[sturdy_port_ring::DOORBELL]).unwrap();
+        assert!(fabric.push(&[0x22; 1514]));
+        assert!(
+            fabric.push(&[0x33; 1515]),
+            "longer than the NIC's MTU allows"
+        );
+        assert!(fabric.push(&[0x44; 42]));
+        fabric.publish();
+        assert_eq!(fill_rx_from_port(&mem, &area, &mut st).unwrap(), (3, false));
+        let lens: Vec<u32> = (0..3)
+            .map(|i| {
+                mem.load_u32(area.slot(nic.rx, i), Ordering::Relaxed)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lens, [60, 1514, 42]);
+        let mut first = [0u8; 1];
+        mem.setup_read(area.slot(nic.rx, 2) + 4, &mut first)
+            .unwrap();
+        assert_eq!(first[0], 0x44);
     }
 }
