@@ -15,9 +15,10 @@
 //! Each side treats the other as hostile. A side's own indices are private (the peer's are read
 //! once, then bounded); a frame's length is checked before its bytes are copied out; every access
 //! to the shared memory goes through vm-memory's bounds-checked volatile slices; the memory file
-//! is sealed against shrinking, so a peer cannot make the other fault by truncating it. A peer
-//! that corrupts its indices gets [`RingError`]; one that writes garbage frames gets garbage
-//! frames checked like any other.
+//! is sealed against shrinking, so a peer cannot make the other fault by truncating it (a peer
+//! that punches holes in it only zeroes pages: they read back as zeros). A producer whose tail
+//! runs more than a ring ahead gets [`RingError`]; a consumer that lies about its head only
+//! loses its own frames; garbage frames are checked like any other.
 //!
 //! The only `unsafe` code is in `sys.rs` (the memory file, the socket messages); the shared
 //! memory itself is reached through vm-memory.
@@ -54,6 +55,9 @@ const OFF_SLOTS: usize = 8;
 const OFF_SLOT_SIZE: usize = 12;
 /// Set by the monitor once it serves the rings: the fabric sends through memory from then on.
 const OFF_ATTACHED: usize = 64;
+/// Set by the fabric when it has seen [`OFF_ATTACHED`]: every frame it sent on the socket before
+/// is queued there, and it sends none there any more.
+const OFF_FABRIC_SWITCHED: usize = 128;
 
 /// A ring: its header page (the producer's tail, the consumer's head and its "sleeping" flag,
 /// each on its own cache line), then the slots.
@@ -126,6 +130,8 @@ pub struct PortRings {
     /// Next slot to read, and the head last made visible.
     head: u32,
     released: u32,
+    /// The fabric's side: it has said it sends through the rings only.
+    switched: bool,
 }
 
 impl std::fmt::Debug for PortRings {
@@ -196,6 +202,7 @@ impl PortRings {
             published: 0,
             head: 0,
             released: 0,
+            switched: false,
         })
     }
 
@@ -224,6 +231,27 @@ impl PortRings {
     /// The monitor's word that it serves the rings from now on.
     pub fn set_attached(&self) {
         self.store(OFF_ATTACHED, 1, Ordering::Release);
+    }
+
+    /// The fabric's side: whether to send through the rings (the monitor serves them). The
+    /// first time it is so, the monitor is told that the fabric sends nothing on the socket any
+    /// more ([`fabric_switched`](Self::fabric_switched)).
+    pub fn send_through_rings(&mut self) -> bool {
+        if self.switched {
+            return true;
+        }
+        if !self.attached() {
+            return false;
+        }
+        self.store(OFF_FABRIC_SWITCHED, 1, Ordering::Release);
+        self.switched = true;
+        true
+    }
+
+    /// The monitor's side: whether the fabric said it sends through the rings only. Frames it
+    /// sent on the socket before are in the socket's queue by the time this reads true.
+    pub fn fabric_switched(&self) -> bool {
+        self.load(OFF_FABRIC_SWITCHED, Ordering::Acquire) == 1
     }
 
     fn slot(ring: usize, index: u32) -> usize {
@@ -291,7 +319,8 @@ impl PortRings {
             .is_some_and(|flag| flag.swap(0, Ordering::SeqCst) == 1)
     }
 
-    /// Frames waiting on the incoming ring (the peer's tail believed up to a full ring).
+    /// Whether the incoming ring's tail moved past what this side has read (a corrupt tail
+    /// counts: [`pop`](Self::pop) then reports it).
     pub fn pending(&self) -> bool {
         self.load(self.inc + RING_OFF_TAIL, Ordering::Acquire) != self.head
     }

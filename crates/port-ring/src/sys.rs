@@ -88,12 +88,18 @@ pub fn take_offer(socket: BorrowedFd<'_>) -> io::Result<Option<File>> {
     let (_, file) = Socket(socket)
         .recv_with_fd(&mut buf)
         .map_err(io::Error::from)?;
-    file.map(Some)
-        .ok_or_else(|| io::Error::other("the offer of the rings carried no descriptor"))
+    let file =
+        file.ok_or_else(|| io::Error::other("the offer of the rings carried no descriptor"))?;
+    // Received without MSG_CMSG_CLOEXEC: no child of the monitor may inherit it.
+    // SAFETY: F_SETFD on a descriptor we own changes only its flags and touches no memory.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(file))
 }
 
-/// Wakes the peer: a one-byte message on the port's socket. A full socket already holds
-/// doorbells (or frames) the peer will wake for, so that is no error.
+/// Wakes the peer: a one-byte message on the port's socket. A full socket is no error: it holds
+/// messages whose arrival already woke the peer, which reads its socket dry when it wakes.
 pub fn send_doorbell(socket: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: send reads one byte from a constant; MSG_NOSIGNAL: a closed peer is EPIPE.
     let rc = unsafe {

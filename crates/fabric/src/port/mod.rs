@@ -44,9 +44,17 @@ impl Port {
     /// monitor as `--net:NAME=@FD`, with shared-memory rings offered on it (its first message;
     /// sturdy-hvt takes it). Both are close-on-exec: the spawner clears the flag on the guest's
     /// end in the monitor's child only (between fork and exec), so no other child inherits it.
+    /// If the rings cannot be made (no memory file, no mapping), the port works on the socket
+    /// alone, with a warning.
     pub fn pair() -> io::Result<(Port, OwnedFd)> {
         let (mut port, theirs) = Port::socket_pair()?;
-        port.rings = Some(sturdy_port_ring::create_and_offer(port.fd.as_fd())?);
+        match sturdy_port_ring::create_and_offer(port.fd.as_fd()) {
+            Ok(rings) => port.rings = Some(rings),
+            Err(e) => tracing::warn!(
+                target: "sturdy_fabric::port",
+                "cannot offer shared-memory rings on a new port ({e}); its frames cross the socket"
+            ),
+        }
         Ok((port, theirs))
     }
 

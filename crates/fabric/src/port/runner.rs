@@ -552,7 +552,6 @@ impl Loop {
 
     /// Runs the first `n` frames of the receive buffers, from `port`, through the switch.
     fn switch_batch(&mut self, port: PortId, n: usize, now: Instant) {
-        let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);
         for i in 0..n {
             let len = self.rx_lens[i];
             // A monitor's wake-up for frames on the rings (read on every turn anyway).
@@ -563,22 +562,30 @@ impl Loop {
                 self.fabric.oversized(port, len, now);
                 continue;
             }
-            let frame = &mut self.rx_bufs[i][..len];
-            self.fabric.process(port, frame, now, &mut |to, frame| {
-                queue(ports, dirty, failed, to, frame)
-            });
+            self.switch_frame(port, i, len, now);
         }
+    }
+
+    /// Runs the frame of `len` bytes in receive buffer `i`, from `port`, through the switch.
+    fn switch_frame(&mut self, port: PortId, i: usize, len: usize, now: Instant) {
+        let (ports, dirty, failed) = (&mut self.ports, &mut self.dirty, &mut self.failed);
+        let frame = &mut self.rx_bufs[i][..len];
+        self.fabric.process(port, frame, now, &mut |to, frame| {
+            queue(ports, dirty, failed, to, frame)
+        });
     }
 
     /// Reads a batch from the rings of every port that has them and runs it through the switch.
     /// Returns whether any frame came.
     fn receive_rings(&mut self, now: Instant) -> bool {
         let mut any = false;
-        for i in 0..self.ring_ports.len() {
-            let Some(&port) = self.ring_ports.get(i) else {
-                break;
-            };
+        let mut i = 0;
+        while let Some(&port) = self.ring_ports.get(i) {
             any |= self.receive_ring(port, now);
+            // A port detached meanwhile left the list: the next one is at `i` now.
+            if self.ring_ports.get(i) == Some(&port) {
+                i += 1;
+            }
         }
         any
     }
@@ -586,21 +593,21 @@ impl Loop {
     /// Reads up to a batch of frames from `port`'s rings into the switch. A monitor that
     /// breaks the ring protocol loses its port, as if it had closed it.
     fn receive_ring(&mut self, port: PortId, now: Instant) -> bool {
-        let Some(Some(Attached {
-            io: Io::Socket(io), ..
-        })) = self.ports.get_mut(index(port))
-        else {
-            return false;
-        };
-        let Some(rings) = io.rings() else {
-            return false;
-        };
         let mut n = 0;
         let mut broken = None;
         while n < BATCH {
-            match rings.pop(&mut self.rx_bufs[n]) {
-                Ok(Some(Popped::Frame(len))) => self.rx_lens[n] = len,
-                Ok(Some(Popped::Oversized(len))) => self.rx_lens[n] = len.max(RECV_BUFFER + 1),
+            let popped = match self.ports.get_mut(index(port)) {
+                Some(Some(Attached {
+                    io: Io::Socket(io), ..
+                })) => match io.rings() {
+                    Some(rings) => rings.pop(&mut self.rx_bufs[0]),
+                    None => break,
+                },
+                _ => break,
+            };
+            match popped {
+                Ok(Some(Popped::Frame(len))) => self.switch_frame(port, 0, len, now),
+                Ok(Some(Popped::Oversized(len))) => self.fabric.oversized(port, len, now),
                 Ok(None) => break,
                 Err(e) => {
                     broken = Some(e);
@@ -609,8 +616,9 @@ impl Loop {
             }
             n += 1;
         }
-        rings.release();
-        self.switch_batch(port, n, now);
+        if let Some(rings) = self.rings_of(port) {
+            rings.release();
+        }
         if let Some(e) = broken {
             tracing::warn!(
                 target: "sturdy_fabric::port",
@@ -723,7 +731,7 @@ impl Loop {
                     continue;
                 }
             };
-            if let Some(rings) = io.rings().filter(|r| r.attached()) {
+            if let Some(rings) = io.rings().and_then(|r| r.send_through_rings().then_some(r)) {
                 // Into the monitor's ring; a full ring drops the rest, as a full socket does.
                 let mut unsent = 0;
                 let mut start = 0;
@@ -918,13 +926,19 @@ mod tests {
             }
         };
 
-        // Long idle: the fabric sleeps and has said so; the frame's doorbell wakes it.
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(
-            send(&mut rings, &build::arp_request(&w, d.ip)),
-            "the fabric sleeps"
-        );
-        assert_eq!(&ring_recv(&mut rings, &web)[22..28], &d.mac.0);
+        // Long idle: the fabric sleeps and has said so; the frame's doorbell wakes it. (A
+        // starved test host may find it awake once; it sleeps within a few tries.)
+        let mut asked = 0;
+        let mut rung = false;
+        while !rung && asked < 20 {
+            std::thread::sleep(Duration::from_millis(50));
+            rung = send(&mut rings, &build::arp_request(&w, d.ip));
+            asked += 1;
+        }
+        assert!(rung, "the fabric never said it sleeps");
+        for _ in 0..asked {
+            assert_eq!(&ring_recv(&mut rings, &web)[22..28], &d.mac.0);
+        }
         let syn = build::tcp(&w, &d, TcpFlags::SYN, 1000, 0, b"");
         send(&mut rings, &syn);
         assert_eq!(recv(&db), syn, "ring to socket");
@@ -940,7 +954,7 @@ mod tests {
             assert_eq!(recv(&db)[54], i as u8, "frame {i}");
         }
         let stats = handle.stats().unwrap();
-        assert_eq!(stats.ports[0].stats.rx.frames, 202);
+        assert_eq!(stats.ports[0].stats.rx.frames, 201 + asked);
 
         // A monitor that corrupts its ring loses its port: the fabric closes its end.
         drop(rings);

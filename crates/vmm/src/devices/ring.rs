@@ -8,6 +8,7 @@
 //! frames the fabric sent before the rings were served), and takes this thread's doorbells when
 //! the fabric sleeps.
 
+use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -154,6 +155,13 @@ struct NicState {
     /// epoll reported the socket readable (edge-triggered): read it to its end on the next pass.
     /// Only for a NIC with port rings; others read their descriptor on every pass.
     socket_ready: bool,
+    /// The fabric said it sends through the rings only, and the socket was read after that:
+    /// until then it is read on every pass, so no frame the fabric sent on it before the
+    /// switch waits there for the thread's next sleep.
+    socket_switched: bool,
+    /// The guest's RX ring was full at the last pass: frames waiting for it wait for the
+    /// retry, not for a doorbell.
+    rx_full: bool,
 }
 
 impl NicState {
@@ -166,6 +174,8 @@ impl NicState {
             tx_stalled: false,
             port,
             socket_ready: true,
+            socket_switched: false,
+            rx_full: false,
         }
     }
 }
@@ -331,6 +341,7 @@ impl IoThread {
                         (drain_tx(mem, area, n)?, fill_rx(mem, area, n)?)
                     };
                     n.tx_stalled = tx_stalled;
+                    n.rx_full = rx_full;
                     progress |= sent + received > 0;
                     pushed |= received > 0;
                     stalled |= tx_stalled || rx_full;
@@ -367,12 +378,14 @@ impl IoThread {
                     .iter()
                     .any(|n| !n.tx_stalled && tx_tail(mem, n) != n.tx_head);
             // Announced on each port's rings too, so the fabric rings the socket; frames that
-            // came meanwhile keep the thread awake.
+            // came meanwhile keep the thread awake, unless the guest's RX ring is full (they
+            // are retried after the short sleep below, like a full host socket's).
             let port_pending = self.enabled
-                && !self
-                    .nics
-                    .iter()
-                    .all(|n| n.port.as_ref().is_none_or(|p| p.rings.prepare_sleep()));
+                && self.nics.iter().any(|n| {
+                    n.port
+                        .as_ref()
+                        .is_some_and(|p| !p.rings.prepare_sleep() && !n.rx_full)
+                });
             if !tx_pending && !port_pending {
                 // A full RX ring or a full host socket is retried shortly: the guest may not ring.
                 let timeout = if stalled { 1 } else { -1 };
@@ -549,14 +562,25 @@ fn fill_rx_from_port(
     let handle = n.nic.handle;
     let guest_error = guest_access(handle);
     let mut received = 0;
-    if n.socket_ready {
+    // Read before the socket: what the fabric sent there before it said so is queued by now.
+    let switched = n.port.as_ref().is_some_and(|p| p.rings.fabric_switched());
+    if n.socket_ready || !n.socket_switched {
         n.socket_ready = false;
+        n.socket_switched = switched;
         // Read to the end (epoll is edge-triggered); what finds no room is dropped.
         let mut buf = [0u8; 2048];
         loop {
             // SAFETY: read(2) writes at most buf.len() bytes into `buf`, a local array.
             let got = unsafe { libc::read(n.nic.fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
+            let closed = got == 0
+                || (got < 0 && std::io::Error::last_os_error().kind() != ErrorKind::WouldBlock);
+            if closed {
+                // The fabric let the port go: its rings are served no more; the socket path
+                // drops the guest's frames, as a NIC whose link is down.
+                n.port = None;
+                break;
+            }
+            if got < 0 {
                 break;
             }
             let len = got as u32;
@@ -572,33 +596,32 @@ fn fill_rx_from_port(
             received += 1;
         }
     }
-    let Some(port) = n.port.as_mut() else {
-        return Ok((received, used == area.slots));
-    };
-    while used < area.slots {
-        let slot = area.slot(n.nic.rx, n.rx_tail);
-        let dst = mem
-            .slice(slot + SLOT_OFF_FRAME, u64::from(room), Access::Write)
-            .map_err(guest_error)?;
-        match port.rings.pop_slice(dst) {
-            Ok(Some(Popped::Frame(len))) => {
-                let _ = mem.store_u32(slot, len as u32, Ordering::Relaxed);
-                n.rx_tail = n.rx_tail.wrapping_add(1);
-                used += 1;
-                received += 1;
-            }
-            // Longer than the guest's MTU allows: dropped, as a NIC would.
-            Ok(Some(Popped::Oversized(_))) => {}
-            Ok(None) => break,
-            Err(e) => {
-                return Err(RingError {
-                    handle,
-                    what: format!("fabric port ring: {e}"),
-                })
+    if let Some(port) = n.port.as_mut() {
+        while used < area.slots {
+            let slot = area.slot(n.nic.rx, n.rx_tail);
+            let dst = mem
+                .slice(slot + SLOT_OFF_FRAME, u64::from(room), Access::Write)
+                .map_err(guest_error)?;
+            match port.rings.pop_slice(dst) {
+                Ok(Some(Popped::Frame(len))) => {
+                    let _ = mem.store_u32(slot, len as u32, Ordering::Relaxed);
+                    n.rx_tail = n.rx_tail.wrapping_add(1);
+                    used += 1;
+                    received += 1;
+                }
+                // Longer than the guest's MTU allows: dropped, as a NIC would.
+                Ok(Some(Popped::Oversized(_))) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(RingError {
+                        handle,
+                        what: format!("fabric port ring: {e}"),
+                    })
+                }
             }
         }
+        port.rings.release();
     }
-    port.rings.release();
     if received > 0 {
         let _ = mem.store_u32(n.nic.rx + RING_OFF_TAIL, n.rx_tail, Ordering::Release);
     }
@@ -908,5 +931,162 @@ mod tests {
         mem.setup_read(area.slot(nic.rx, 2) + 4, &mut first)
             .unwrap();
         assert_eq!(first[0], 0x44);
+    }
+
+    /// A connected SOCK_SEQPACKET pair, as a fabric port's (a datagram socket never reports its
+    /// peer's close).
+    fn seqpacket_pair() -> (
+        std::os::unix::net::UnixDatagram,
+        std::os::unix::net::UnixDatagram,
+    ) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0i32; 2];
+        // SAFETY: socketpair writes two descriptors into `fds`, a valid [i32; 2].
+        let rc =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        // SAFETY: two fresh descriptors nobody else owns; send/recv on a SOCK_SEQPACKET socket
+        // behave as on a datagram socket.
+        unsafe {
+            (
+                std::os::unix::net::UnixDatagram::from_raw_fd(fds[0]),
+                std::os::unix::net::UnixDatagram::from_raw_fd(fds[1]),
+            )
+        }
+    }
+
+    /// A NIC on port rings, the fabric's side of them and its end of the socket.
+    fn ring_nic(
+        mem: &GuestMemory,
+    ) -> (
+        RingArea,
+        NicState,
+        sturdy_port_ring::PortRings,
+        std::os::unix::net::UnixDatagram,
+    ) {
+        let (fabric_end, theirs) = seqpacket_pair();
+        theirs.set_nonblocking(true).unwrap();
+        let (fabric, file) = sturdy_port_ring::PortRings::create().unwrap();
+        let monitor = sturdy_port_ring::PortRings::open(file).unwrap();
+        monitor.set_attached();
+        let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
+        area.write_header(mem).unwrap();
+        let port = FabricRings {
+            rings: monitor,
+            socket: OwnedFd::from(theirs),
+        };
+        let st = NicState::new(area.nics[0], Some(port));
+        (area, st, fabric, fabric_end)
+    }
+
+    #[test]
+    fn socket_frames_from_before_the_fabric_switched_are_read_without_waiting_for_epoll() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (area, mut st, mut fabric, fabric_end) = ring_nic(&mem);
+        assert_eq!(fill_rx_from_port(&mem, &area, &mut st).unwrap(), (0, false));
+        // Sent on the socket by a fabric that had not seen the monitor attach; no epoll event
+        // is looked at between passes of a busy thread.
+        fabric_end.send(&[0x11; 60]).unwrap();
+        assert_eq!(fill_rx_from_port(&mem, &area, &mut st).unwrap(), (1, false));
+        assert!(fabric.send_through_rings());
+        fabric_end.send(&[0x22; 60]).unwrap();
+        assert!(fabric.push(&[0x33; 60]));
+        fabric.publish();
+        assert_eq!(fill_rx_from_port(&mem, &area, &mut st).unwrap(), (2, false));
+        assert!(
+            st.socket_switched,
+            "read once after the switch, then only on epoll's word"
+        );
+    }
+
+    #[test]
+    fn a_port_the_fabric_closed_drops_the_guests_frames_instead_of_stalling() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (area, mut st, mut fabric, fabric_end) = ring_nic(&mem);
+        // The port ring is full (the fabric stopped reading), then the fabric closes the port.
+        while fabric.push(&[0; 60]) {}
+        fabric.publish();
+        let tx = area.nics[0].tx;
+        let queue = |mem: &GuestMemory, from: u32, to: u32| {
+            for i in from..to {
+                mem.store_u32(area.slot(tx, i), 60, Ordering::Relaxed)
+                    .unwrap();
+            }
+            mem.store_u32(tx + RING_OFF_TAIL, to, Ordering::Release)
+                .unwrap();
+        };
+        queue(&mem, 0, SLOTS);
+        let (sent, stalled) = drain_tx_to_port(&mem, &area, &mut st).unwrap();
+        assert_eq!((sent as u32, stalled), (SLOTS, false));
+        queue(&mem, SLOTS, SLOTS + 10);
+        assert!(
+            drain_tx_to_port(&mem, &area, &mut st).unwrap().1,
+            "the port ring is full"
+        );
+        drop(fabric_end);
+        st.socket_ready = true;
+        fill_rx_from_port(&mem, &area, &mut st).unwrap();
+        assert!(st.port.is_none(), "the closed port's rings are let go");
+        let (sent, stalled) = drain_tx(&mem, &area, &mut st).unwrap();
+        assert_eq!(
+            (sent, stalled),
+            (10, false),
+            "dropped, as on a link that is down"
+        );
+        drop(fabric);
+    }
+
+    /// CPU time (clock ticks) of this process's NIC I/O threads.
+    fn io_thread_ticks() -> u64 {
+        let mut total = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                continue;
+            };
+            if comm.ends_with("(sturdy-hvt-io") {
+                let f: Vec<&str> = rest.split(' ').collect();
+                total += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            }
+        }
+        total
+    }
+
+    /// A guest that does not read while the fabric has frames for it: the I/O thread retries
+    /// every millisecond and sleeps in between, as for a full host socket.
+    #[test]
+    fn frames_waiting_for_a_full_guest_ring_do_not_make_the_io_thread_spin() {
+        let mem = Arc::new(GuestMemory::new(16 << 20).unwrap());
+        let (area, st, mut fabric, fabric_end) = ring_nic(&mem);
+        mem.store_u32(area.base + OFF_GUEST_ENABLED, 1, Ordering::Release)
+            .unwrap();
+        let doorbell = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let wake = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        spawn_io_thread(mem.clone(), Arc::new(area), vec![st.port], doorbell, wake).unwrap();
+        // Twice what the guest's ring holds: the rest waits in the port ring.
+        let mut pushed = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pushed < 2 * SLOTS {
+            assert!(Instant::now() < deadline, "pushed only {pushed}");
+            if fabric.push(&[0x55; 60]) {
+                pushed += 1;
+            } else {
+                if fabric.publish() {
+                    sturdy_port_ring::send_doorbell(fabric_end.as_fd()).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if fabric.publish() {
+            sturdy_port_ring::send_doorbell(fabric_end.as_fd()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let before = io_thread_ticks();
+        std::thread::sleep(Duration::from_secs(2));
+        let used = io_thread_ticks() - before;
+        // 200 ticks would be a whole CPU; a retry a millisecond costs a few.
+        assert!(used < 50, "the I/O thread used {used} of 200 ticks in 2 s");
     }
 }
