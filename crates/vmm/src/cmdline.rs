@@ -20,7 +20,9 @@ Options:
   --block-sector-size:NAME=N   sector size of block device NAME (default 512; a power of two >= 512)
   --net:NAME=IFACE             attach the existing, up TAP interface IFACE as network device NAME
   --net:NAME=@FD               attach the inherited file descriptor FD (e.g. a SOCK_SEQPACKET
-                               socket: one message per Ethernet frame; MTU 1500)
+                               socket: one message per Ethernet frame; MTU 1500). A sturdy
+                               fabric port offers shared-memory rings as its first message;
+                               they carry the frames when the guest is on sturdy's NIC rings
   --net-mac:NAME=MAC           MAC address of network device NAME (default: random, locally administered)
   --version                    print the version and exit
   -h, --help                   print this help and exit
