@@ -966,7 +966,25 @@ mod tests {
         sturdy_port_ring::PortRings::open(file.try_clone().unwrap())
             .unwrap()
             .set_attached();
-        corrupt_tail(&file, 10_000);
+        // First a frame whose length is past its slot: counted as oversized, the port kept.
+        write_at(&file, RING_SLOTS, 5000);
+        write_at(&file, RING_TAIL, 1);
+        sturdy_port_ring::send_doorbell(g.as_fd()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while handle.stats().unwrap().ports[0]
+            .stats
+            .drops
+            .get(DropReason::Oversized)
+            == 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the oversized frame was not counted"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Then a tail far past anything written.
+        write_at(&file, RING_TAIL, 10_000);
         sturdy_port_ring::send_doorbell(g.as_fd()).unwrap();
         let mut buf = [0u8; 64];
         match g.recv(&mut buf) {
@@ -977,11 +995,15 @@ mod tests {
         assert!(handle.detach(PortId(0)).unwrap().is_none());
     }
 
-    /// Writes `tail` as the monitor's producer index, straight into the memory file (the
-    /// monitor's ring starts at its second page, its tail first).
-    fn corrupt_tail(file: &std::fs::File, tail: u32) {
+    /// Where the monitor's ring is in the memory file: its tail first, its slots a page on,
+    /// each a length and a frame (sturdy_port_ring's layout).
+    const RING_TAIL: u64 = 4096;
+    const RING_SLOTS: u64 = 8192;
+
+    /// Writes `value` at `offset` of the rings' memory file, as a hostile monitor could.
+    fn write_at(file: &std::fs::File, offset: u64, value: u32) {
         use std::os::unix::fs::FileExt;
-        file.write_all_at(&tail.to_le_bytes(), 4096).unwrap();
+        file.write_all_at(&value.to_le_bytes(), offset).unwrap();
     }
 
     #[test]
