@@ -289,7 +289,11 @@ fn setup_rings(
     }
     let area = RingArea::plan(&nics, layout.usable_end);
     if area.base < cpu::min_usable_end(kernel_end) {
-        return Err(cpu::CpuError::TooSmall.into());
+        return Err(cpu::CpuError::TooSmallForRings {
+            rings_mib: area.size >> 20,
+            max_frame: nics.iter().map(|n| n.2).max().unwrap_or(0),
+        }
+        .into());
     }
     area.write_header(mem)?;
     let eventfd =

@@ -78,6 +78,27 @@ fn mtu_is_read_from_the_tap() {
     r.expect_success().expect_stdout("mtu=9000");
 }
 
+/// NIC rings that do not fit the guest's memory (a 64 KiB MTU on 8 MiB) stop the start with
+/// what to change, not a wrapped address.
+#[test]
+fn nic_rings_too_large_for_the_memory_are_refused_clearly() {
+    let ns = NetNs::new("bigmtu");
+    ns.tap("tap0", "10.0.0.1/24", 65521);
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
+    cmd.args(["--mem=8", "--net:service=tap0"])
+        .arg(guest("mtu"));
+    let r = wait(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    r.expect_status(1)
+        .expect_stderr("too small for its NIC rings")
+        .expect_stderr("frames of up to 65535 bytes");
+}
+
 #[test]
 fn tap_errors_name_the_interface() {
     let ns = NetNs::new("taperr");

@@ -47,7 +47,8 @@ pub struct RingArea {
 }
 
 impl RingArea {
-    /// Lays out rings for `nics` (handle, host fd, largest frame) in an area ending at `end`.
+    /// Lays out rings for `nics` (handle, host fd, largest frame) in an area ending at `end`;
+    /// its base is 0 if they do not fit below `end` (the caller refuses the guest then).
     pub fn plan(nics: &[(u64, RawFd, u32)], end: u64) -> RingArea {
         let slot_size = nics
             .iter()
@@ -56,7 +57,7 @@ impl RingArea {
             .unwrap_or(MIN_SLOT_SIZE);
         let ring = ring_bytes(SLOTS, slot_size);
         let size = (4096 + 2 * ring * nics.len() as u64).div_ceil(AREA_ALIGN) * AREA_ALIGN;
-        let base = end - size;
+        let base = end.saturating_sub(size);
         let nics = nics
             .iter()
             .enumerate()
@@ -760,6 +761,14 @@ fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batch
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rings_larger_than_memory_plan_at_zero_instead_of_wrapping() {
+        // A TAP with a 64 KiB MTU on an 8 MiB guest: 256 slots of 128 KiB, both ways.
+        let a = RingArea::plan(&[(1, 3, 65535 + 14)], 8 << 20);
+        assert_eq!(a.base, 0);
+        assert!(a.size > 8 << 20);
+    }
 
     #[test]
     fn plan_fits_below_end_and_is_aligned() {
