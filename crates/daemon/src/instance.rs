@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::console::Console;
+use crate::locks::LockExt;
 
 /// A running (or exited, not yet reaped) monitor process.
 #[derive(Debug)]
@@ -105,7 +106,7 @@ fn read_lines(
         while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
             let line = String::from_utf8_lossy(&buf);
             let line = line.trim_end_matches(['\n', '\r']);
-            console.lock().expect("console").push(stream, line);
+            console.locked().push(stream, line);
             buf.clear();
         }
     })

@@ -29,6 +29,7 @@ pub mod client;
 pub mod console;
 pub mod health;
 pub mod instance;
+mod locks;
 mod os;
 pub mod restart;
 pub mod server;

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::locks::LockExt;
+
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 2;
 
@@ -109,7 +111,7 @@ impl Store {
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().expect("state database");
+        let conn = self.conn.locked();
         f(&conn).map_err(|source| StoreError {
             path: self.path.clone(),
             source,

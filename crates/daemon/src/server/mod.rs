@@ -35,6 +35,7 @@ use crate::api::{
 };
 use crate::capture::Streamed;
 use crate::console::timestamp;
+use crate::locks::LockExt;
 use crate::stats::{self, ServiceStats};
 use crate::store::{AppRecord, InstanceRecord, Store};
 use crate::supervisor::{App, Event, Options, ServiceStatus, State};
@@ -277,8 +278,7 @@ impl Daemon {
             };
             log(&format!("{}: {why}", r.name));
             self.unrestored
-                .lock()
-                .expect("unrestored")
+                .locked()
                 .insert(r.name.clone(), (r.file.clone(), why));
         }
     }
@@ -309,7 +309,7 @@ impl Daemon {
         let name = plan.name.clone();
         let store_path = self.config.state_dir.join("state.db");
         std::thread::spawn(move || record(&name, &store_path, &recorded));
-        self.apps.lock().expect("apps").insert(
+        self.apps.locked().insert(
             plan.name.clone(),
             Entry {
                 app: app.clone(),
@@ -321,7 +321,7 @@ impl Daemon {
     }
 
     fn entry(&self, name: &str) -> Result<(Arc<App>, Plan, String), ApiError> {
-        let apps = self.apps.lock().expect("apps");
+        let apps = self.apps.locked();
         match apps.get(name) {
             Some(e) => Ok((e.app.clone(), e.plan.clone(), e.created_at.clone())),
             None => {
@@ -341,13 +341,7 @@ impl Daemon {
     }
 
     fn stop_all(&self) {
-        let entries: Vec<Entry> = self
-            .apps
-            .lock()
-            .expect("apps")
-            .drain()
-            .map(|(_, e)| e)
-            .collect();
+        let entries: Vec<Entry> = self.apps.locked().drain().map(|(_, e)| e).collect();
         for e in entries {
             e.app.stop();
         }

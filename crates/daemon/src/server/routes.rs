@@ -119,7 +119,7 @@ fn info(d: &Daemon) -> DaemonInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         state_dir: d.config.state_dir.display().to_string(),
         hvt: d.config.hvt.display().to_string(),
-        apps: d.apps.lock().expect("apps").len(),
+        apps: d.apps.locked().len(),
         rss_bytes: stats::of_service("", Some(me), None).rss_bytes,
     }
 }
@@ -135,8 +135,7 @@ pub(super) async fn list(Axum(d): Axum<Arc<Daemon>>) -> ApiResult<Vec<AppInfo>> 
     // lock held) holds up neither the table nor this server's workers.
     let entries: Vec<(String, Arc<App>, Plan, String)> = d
         .apps
-        .lock()
-        .expect("apps")
+        .locked()
         .iter()
         .map(|(name, e)| {
             (
@@ -162,8 +161,7 @@ pub(super) async fn list(Axum(d): Axum<Arc<Daemon>>) -> ApiResult<Vec<AppInfo>> 
 /// The applications the daemon could not bring back, as failed ones without services.
 fn unrestored(d: &Daemon) -> Vec<AppInfo> {
     d.unrestored
-        .lock()
-        .expect("unrestored")
+        .locked()
         .iter()
         .map(|(name, (file, why))| AppInfo {
             name: name.clone(),
@@ -219,11 +217,10 @@ pub(super) async fn up(
     let name = plan.name.clone();
     check_name(&name)?;
     let _change = d.changes.lock().await;
-    d.unrestored.lock().expect("unrestored").remove(&name);
+    d.unrestored.locked().remove(&name);
     let existing = d
         .apps
-        .lock()
-        .expect("apps")
+        .locked()
         .get(&name)
         .map(|e| (e.app.clone(), e.plan.clone(), e.created_at.clone()));
     if let Some((app, old, created_at)) = existing {
@@ -232,7 +229,7 @@ pub(super) async fn up(
         }
         // Changed (or failed): recreated from the new plan, volumes kept.
         log(&format!("recreating {name}"));
-        d.apps.lock().expect("apps").remove(&name);
+        d.apps.locked().remove(&name);
         blocking(move || app.stop()).await?;
     }
     let created_at = timestamp(SystemTime::now());
@@ -281,14 +278,9 @@ pub(super) async fn down(
 ) -> ApiResult<DownInfo> {
     check_name(&name)?;
     let _change = d.changes.lock().await;
-    let entry = d.apps.lock().expect("apps").remove(&name);
+    let entry = d.apps.locked().remove(&name);
     let was_running = entry.is_some();
-    let unrestored = d
-        .unrestored
-        .lock()
-        .expect("unrestored")
-        .remove(&name)
-        .is_some();
+    let unrestored = d.unrestored.locked().remove(&name).is_some();
     let volumes_dir = d.app_dir(&name).join("volumes");
     if !(was_running || unrestored || q.volumes && volumes_dir.is_dir()) {
         d.entry(&name)?;

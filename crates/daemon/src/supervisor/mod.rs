@@ -21,6 +21,7 @@ use sturdy_fabric::{gateway, CaptureId, CaptureTarget, Fabric, FrameSink, Gatewa
 
 use crate::console::{Console, DEFAULT_CAPACITY};
 use crate::instance::Instance;
+use crate::locks::LockExt;
 use crate::restart::{Backoff, Decision, Tracker};
 use crate::stats::{self, ServiceStats};
 use crate::Error;
@@ -232,11 +233,11 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().expect("supervisor state")
+        self.inner.locked()
     }
 
     fn wake(&self) {
-        let _ = self.wake.lock().expect("wake").send(());
+        let _ = self.wake.locked().send(());
     }
 
     fn send(&self, event: Event) {
@@ -251,7 +252,7 @@ impl Shared {
         let mut fd = None;
         if s.networked {
             let (io, guest) = Port::pair().map_err(|e| Error::Io(format!("fabric port: {e}")))?;
-            let fabric = self.fabric.lock().expect("fabric");
+            let fabric = self.fabric.locked();
             let fabric = fabric.as_ref().ok_or(Error::Stopped)?;
             let _ = fabric.detach(s.port);
             fabric
@@ -266,7 +267,7 @@ impl Shared {
                 s.plan.name
             ))
         })?;
-        s.console.lock().expect("console").push(
+        s.console.locked().push(
             "sturdy",
             &format!(
                 "started instance {} (pid {})",
@@ -617,8 +618,7 @@ impl App {
         let fabric = self
             .shared
             .fabric
-            .lock()
-            .expect("fabric")
+            .locked()
             .as_ref()
             .and_then(|f| f.stats().ok());
         self.status()
@@ -637,7 +637,7 @@ impl App {
     /// is no such service.
     pub fn logs(&self, service: &str) -> Option<Vec<String>> {
         let console = self.console(service)?;
-        let lines = console.lock().expect("console").lines();
+        let lines = console.locked().lines();
         Some(lines)
     }
 
@@ -646,7 +646,7 @@ impl App {
     /// there is no such service.
     pub fn logs_after(&self, service: &str, seen: u64) -> Option<(Vec<String>, u64)> {
         let console = self.console(service)?;
-        let after = console.lock().expect("console").lines_after(seen);
+        let after = console.locked().lines_after(seen);
         Some(after)
     }
 
@@ -666,7 +666,7 @@ impl App {
         target: CaptureTarget,
         sink: Box<dyn FrameSink>,
     ) -> Result<CaptureId, Error> {
-        let fabric = self.shared.fabric.lock().expect("fabric");
+        let fabric = self.shared.fabric.locked();
         let fabric = fabric.as_ref().ok_or(Error::Stopped)?;
         fabric
             .capture(target, sink)
@@ -675,7 +675,7 @@ impl App {
 
     /// Stops a capture (its sink flushed and dropped).
     pub fn stop_capture(&self, id: CaptureId) {
-        if let Some(fabric) = self.shared.fabric.lock().expect("fabric").as_ref() {
+        if let Some(fabric) = self.shared.fabric.locked().as_ref() {
             let _ = fabric.stop_capture(id);
         }
     }
@@ -749,7 +749,7 @@ impl App {
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake();
-        let threads: Vec<_> = self.threads.lock().expect("threads").drain(..).collect();
+        let threads: Vec<_> = self.threads.locked().drain(..).collect();
         for t in threads {
             let _ = t.join();
         }
@@ -760,12 +760,12 @@ impl App {
         self.shared.lock().services = services;
         // The probe threads are joined: this is the last reference, and dropping it stops
         // the gateway.
-        if let Some(gw) = self.shared.gateway.lock().expect("gateway").take() {
+        if let Some(gw) = self.shared.gateway.locked().take() {
             if let Ok(gw) = Arc::try_unwrap(gw) {
                 gw.stop();
             }
         }
-        if let Some(fabric) = self.shared.fabric.lock().expect("fabric").take() {
+        if let Some(fabric) = self.shared.fabric.locked().take() {
             let _ = fabric.stop();
         }
     }

@@ -16,7 +16,7 @@ pub(super) fn check_health(shared: &Shared, name: &str) {
         let s = inner.services.iter().find(|s| s.plan.name == name).unwrap();
         (s.plan.healthcheck.clone().expect("checked"), s.probe_addr)
     };
-    let Some(gateway) = shared.gateway.lock().expect("gateway").clone() else {
+    let Some(gateway) = shared.gateway.locked().clone() else {
         return;
     };
     let mut next = Instant::now();

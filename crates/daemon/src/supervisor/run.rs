@@ -43,7 +43,7 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
                         )
                     }
                 };
-                s.console.lock().expect("console").push("sturdy", &note);
+                s.console.locked().push("sturdy", &note);
             }
             if s.restart_at.is_some_and(|at| at <= now) {
                 s.restarts += 1;
@@ -51,8 +51,7 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
                     s.restart_at = None;
                     s.state = State::Exited(s.last_exit.unwrap_or(1));
                     s.console
-                        .lock()
-                        .expect("console")
+                        .locked()
                         .push("sturdy", &format!("restart failed: {e}"));
                 }
             }
@@ -68,7 +67,7 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
 
 /// Carries out `request` on `s`.
 fn carry_out(shared: &Shared, s: &mut Service, request: Request) -> Result<(), String> {
-    let note = |s: &Service, what: &str| s.console.lock().expect("console").push("sturdy", what);
+    let note = |s: &Service, what: &str| s.console.locked().push("sturdy", what);
     match request {
         Request::Stop => {
             shared.kill(s);
@@ -177,8 +176,7 @@ fn start_pending(shared: &Shared, inner: &mut Inner, now: Instant) {
         if let Err(e) = shared.launch(s) {
             s.state = State::Exited(1);
             s.console
-                .lock()
-                .expect("console")
+                .locked()
                 .push("sturdy", &format!("start failed: {e}"));
             inner.start_error = Some(e);
             return;
