@@ -708,17 +708,32 @@ fn fill_rx(
             };
         }
         let got = recv_frames(n.nic.fd, &iov[..want], &mut lens, n.batched);
-        // An empty message is no frame: the peer's end of stream (a socket returns them once
-        // its peer has closed, filling the batch), never published to the guest.
-        let frames = lens[..got].iter().take_while(|&&l| l > 0).count();
-        for &len in &lens[..frames] {
+        // Messages that are no frame (length 0: empty, the end of a closed peer's stream, or
+        // cut to the slot) are skipped; the frames after one move up to close the gap.
+        let mut frames = 0;
+        for (i, &len) in lens[..got].iter().enumerate() {
+            if len == 0 {
+                continue;
+            }
             let slot = area.slot(n.nic.rx, n.rx_tail);
+            if frames != i {
+                let from = area.slot(n.nic.rx, n.rx_tail.wrapping_add((i - frames) as u32));
+                let src = mem
+                    .slice(from + SLOT_OFF_FRAME, len as u64, Access::Read)
+                    .map_err(guest_access(n.nic.handle))?;
+                let dst = mem
+                    .slice(slot + SLOT_OFF_FRAME, len as u64, Access::Write)
+                    .map_err(guest_access(n.nic.handle))?;
+                src.copy_to_volatile_slice(dst);
+            }
             let _ = mem.store_u32(slot, len as u32, Ordering::Relaxed);
             n.rx_tail = n.rx_tail.wrapping_add(1);
+            frames += 1;
         }
         used += frames as u32;
         received += frames;
-        if frames < want {
+        // A short batch is the end of what waits; one of no frames at all, a closed peer's.
+        if got < want || frames == 0 {
             break;
         }
     }
@@ -728,8 +743,9 @@ fn fill_rx(
     Ok((received, used == area.slots))
 }
 
-/// Reads up to `bufs.len()` messages from `fd` without waiting, message `i` into `bufs[i]`
-/// (cut to its size, as read(2) cuts), its length into `lens[i]`. Returns how many were read.
+/// Reads up to `bufs.len()` messages from `fd` without waiting, message `i` into `bufs[i]`, its
+/// length into `lens[i]` (0 for a message longer than `bufs[i]`, which a batch read reports as
+/// cut; a single read(2), on a TAP, cuts silently). Returns how many were read.
 fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batched: bool) -> usize {
     if !batched {
         // SAFETY: the iovec describes guest memory checked writable by the caller; read(2)
@@ -753,7 +769,9 @@ fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batch
     };
     let got = rc.max(0) as usize;
     for (len, m) in lens.iter_mut().zip(&msgs[..got]) {
-        *len = m.msg_len as usize;
+        // A message longer than the slot is no frame for the guest: 0, like an empty one.
+        let cut = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        *len = if cut { 0 } else { m.msg_len as usize };
     }
     got
 }
@@ -1097,5 +1115,47 @@ mod tests {
         let used = io_thread_ticks() - before;
         // 200 ticks would be a whole CPU; a retry a millisecond costs a few.
         assert!(used < 50, "the I/O thread used {used} of 200 ticks in 2 s");
+    }
+
+    #[test]
+    fn messages_that_are_no_frame_are_skipped_and_the_frames_after_them_kept() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
+        let nic = area.nics[0];
+        let mut st = NicState::new(nic, None);
+        // A frame, an empty message, a frame, one longer than the NIC's frames, a frame.
+        ours.send(&[0xa1; 60]).unwrap();
+        ours.send(&[]).unwrap();
+        ours.send(&[0xb2; 70]).unwrap();
+        ours.send(&[0xee; 3000]).unwrap();
+        ours.send(&[0xc3; 80]).unwrap();
+        assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (3, false));
+        for (i, (len, byte)) in [(60, 0xa1), (70, 0xb2), (80, 0xc3)].into_iter().enumerate() {
+            let slot = area.slot(nic.rx, i as u32);
+            assert_eq!(mem.load_u32(slot, Ordering::Relaxed).unwrap(), len);
+            let mut frame = vec![0u8; len as usize];
+            mem.setup_read(slot + 4, &mut frame).unwrap();
+            assert!(frame.iter().all(|&b| b == byte), "slot {i}");
+        }
+        assert_eq!(
+            mem.load_u32(nic.rx + RING_OFF_TAIL, Ordering::Acquire)
+                .unwrap(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_closed_peer_fills_nothing_and_returns() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (ours, theirs) = seqpacket_pair();
+        theirs.set_nonblocking(true).unwrap();
+        let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
+        let mut st = NicState::new(area.nics[0], None);
+        ours.send(&[0xa1; 60]).unwrap();
+        drop(ours);
+        assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (1, false));
+        assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (0, false));
     }
 }
