@@ -289,9 +289,13 @@ fn setup_rings(
     }
     let area = RingArea::plan(&nics, layout.usable_end);
     if area.base < cpu::min_usable_end(kernel_end) {
+        // What lies above the usable end (the reserved tail) stays; the rings need room
+        // between the kernel's minimum and it.
+        let need = cpu::min_usable_end(kernel_end) + area.size + (mem.size() - layout.usable_end);
         return Err(cpu::CpuError::TooSmallForRings {
             rings_mib: area.size >> 20,
             max_frame: nics.iter().map(|n| n.2).max().unwrap_or(0),
+            need_mib: need.div_ceil(2 << 20) * 2,
         }
         .into());
     }

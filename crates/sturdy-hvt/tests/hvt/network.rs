@@ -97,6 +97,20 @@ fn nic_rings_too_large_for_the_memory_are_refused_clearly() {
     r.expect_status(1)
         .expect_stderr("too small for its NIC rings")
         .expect_stderr("frames of up to 65535 bytes");
+    // The --mem it names is enough.
+    let need = r.stderr.split("use --mem=").nth(1).expect("a --mem to use");
+    let need: u64 = need[..need.find(' ').unwrap()].parse().unwrap();
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
+    cmd.args([&format!("--mem={need}"), "--net:service=tap0"])
+        .arg(guest("mtu"));
+    let r = wait(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    r.expect_success().expect_stdout("mtu=65521");
 }
 
 #[test]

@@ -46,8 +46,12 @@ pub enum CpuError {
     },
     #[error("guest memory too small: a deprivileged guest needs its kernel, a stack and 2 MiB for the monitor's tables; use a larger --mem")]
     TooSmall,
-    #[error("guest memory too small for its NIC rings: they take {rings_mib} MiB (slots for frames of up to {max_frame} bytes, the largest NIC's MTU + 14) beside the kernel, a stack and the monitor's tables; use a larger --mem (or a smaller MTU)")]
-    TooSmallForRings { rings_mib: u64, max_frame: u32 },
+    #[error("guest memory too small for its NIC rings: they take {rings_mib} MiB (slots for frames of up to {max_frame} bytes, the largest NIC's MTU + 14) beside the kernel, a stack and the monitor's tables; use --mem={need_mib} or more (or a TAP with a smaller MTU)")]
+    TooSmallForRings {
+        rings_mib: u64,
+        max_frame: u32,
+        need_mib: u64,
+    },
     #[error("writing the guest's CPU tables failed: {0}")]
     Memory(#[from] crate::memory::GuestAccessError),
 }

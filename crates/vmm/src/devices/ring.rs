@@ -148,6 +148,10 @@ struct NicState {
     /// frames move in batches, one sendmmsg/recvmmsg for up to [`BATCH`] of them. A TAP takes
     /// one read or write per frame.
     batched: bool,
+    /// The descriptor is a SOCK_SEQPACKET socket: an empty message is its peer's end.
+    seqpacket: bool,
+    /// The peer closed its end (a SOCK_SEQPACKET socket read to its end): nothing more comes.
+    peer_closed: bool,
     /// The host descriptor would block at the last try: the guest's queued frames wait for
     /// the retry, not for a doorbell.
     tx_stalled: bool,
@@ -167,11 +171,14 @@ struct NicState {
 
 impl NicState {
     fn new(nic: RingNic, port: Option<FabricRings>) -> NicState {
+        let ty = socket_type(nic.fd);
         NicState {
             nic,
             tx_head: 0,
             rx_tail: 0,
-            batched: is_message_socket(nic.fd),
+            batched: ty == Some(libc::SOCK_SEQPACKET) || ty == Some(libc::SOCK_DGRAM),
+            seqpacket: ty == Some(libc::SOCK_SEQPACKET),
+            peer_closed: false,
             tx_stalled: false,
             port,
             socket_ready: true,
@@ -184,8 +191,9 @@ impl NicState {
 /// Frames moved by one sendmmsg/recvmmsg.
 const BATCH: usize = 64;
 
-/// Whether `fd` is a socket that keeps message boundaries (so one message is one frame).
-fn is_message_socket(fd: RawFd) -> bool {
+/// The socket type of `fd`, if it is a socket: SOCK_SEQPACKET and SOCK_DGRAM keep message
+/// boundaries (one message is one frame).
+fn socket_type(fd: RawFd) -> Option<libc::c_int> {
     let mut ty: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes (one int) into `ty`, and its size to `len`;
@@ -199,7 +207,7 @@ fn is_message_socket(fd: RawFd) -> bool {
             &mut len,
         )
     };
-    rc == 0 && (ty == libc::SOCK_SEQPACKET || ty == libc::SOCK_DGRAM)
+    (rc == 0).then_some(ty)
 }
 
 /// Why the I/O thread stopped the guest.
@@ -690,6 +698,9 @@ fn fill_rx(
     n: &mut NicState,
 ) -> Result<(usize, bool), RingError> {
     let mut used = rx_used(mem, area, n)?;
+    if n.peer_closed {
+        return Ok((0, false));
+    }
     let room = (area.slot_size - SLOT_OFF_FRAME as u32).min(n.nic.max_frame);
     let mut received = 0;
     // SAFETY: iovec is a plain C structure for which all-zero is a valid value.
@@ -708,11 +719,16 @@ fn fill_rx(
             };
         }
         let got = recv_frames(n.nic.fd, &iov[..want], &mut lens, n.batched);
-        // Messages that are no frame (length 0: empty, the end of a closed peer's stream, or
-        // cut to the slot) are skipped; the frames after one move up to close the gap.
+        // Messages that are no frame (empty, or cut to the slot) are skipped; the frames after
+        // one move up to close the gap. On a SOCK_SEQPACKET socket an empty message is the
+        // peer's end (it returns nothing else from then on).
         let mut frames = 0;
         for (i, &len) in lens[..got].iter().enumerate() {
-            if len == 0 {
+            if len == 0 && n.seqpacket {
+                n.peer_closed = true;
+                break;
+            }
+            if len == 0 || len == CUT {
                 continue;
             }
             let slot = area.slot(n.nic.rx, n.rx_tail);
@@ -732,9 +748,16 @@ fn fill_rx(
         }
         used += frames as u32;
         received += frames;
-        // A short batch is the end of what waits; one of no frames at all, a closed peer's.
-        if got < want || frames == 0 {
+        if n.peer_closed || got < want {
             break;
+        }
+        if frames == 0 {
+            // A whole batch of messages that are no frame, and maybe more behind it: read on
+            // after the short retry (reported like a full ring), not after the next edge.
+            if received > 0 {
+                let _ = mem.store_u32(n.nic.rx + RING_OFF_TAIL, n.rx_tail, Ordering::Release);
+            }
+            return Ok((received, true));
         }
     }
     if received > 0 {
@@ -743,9 +766,12 @@ fn fill_rx(
     Ok((received, used == area.slots))
 }
 
+/// A message longer than its buffer, in [`recv_frames`]'s lengths.
+const CUT: usize = usize::MAX;
+
 /// Reads up to `bufs.len()` messages from `fd` without waiting, message `i` into `bufs[i]`, its
-/// length into `lens[i]` (0 for a message longer than `bufs[i]`, which a batch read reports as
-/// cut; a single read(2), on a TAP, cuts silently). Returns how many were read.
+/// length into `lens[i]` ([`CUT`] for a message longer than `bufs[i]`, which a batch read
+/// reports; a single read(2), on a TAP, cuts silently). Returns how many were read.
 fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batched: bool) -> usize {
     if !batched {
         // SAFETY: the iovec describes guest memory checked writable by the caller; read(2)
@@ -769,9 +795,8 @@ fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batch
     };
     let got = rc.max(0) as usize;
     for (len, m) in lens.iter_mut().zip(&msgs[..got]) {
-        // A message longer than the slot is no frame for the guest: 0, like an empty one.
         let cut = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        *len = if cut { 0 } else { m.msg_len as usize };
+        *len = if cut { CUT } else { m.msg_len as usize };
     }
     got
 }
@@ -1125,6 +1150,11 @@ mod tests {
         let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
         let nic = area.nics[0];
         let mut st = NicState::new(nic, None);
+        // Two slots before the ring's end: the frames wrap around it.
+        let start = SLOTS - 2;
+        st.rx_tail = start;
+        mem.store_u32(nic.rx + RING_OFF_HEAD, start, Ordering::Release)
+            .unwrap();
         // A frame, an empty message, a frame, one longer than the NIC's frames, a frame.
         ours.send(&[0xa1; 60]).unwrap();
         ours.send(&[]).unwrap();
@@ -1133,7 +1163,7 @@ mod tests {
         ours.send(&[0xc3; 80]).unwrap();
         assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (3, false));
         for (i, (len, byte)) in [(60, 0xa1), (70, 0xb2), (80, 0xc3)].into_iter().enumerate() {
-            let slot = area.slot(nic.rx, i as u32);
+            let slot = area.slot(nic.rx, start + i as u32);
             assert_eq!(mem.load_u32(slot, Ordering::Relaxed).unwrap(), len);
             let mut frame = vec![0u8; len as usize];
             mem.setup_read(slot + 4, &mut frame).unwrap();
@@ -1142,8 +1172,27 @@ mod tests {
         assert_eq!(
             mem.load_u32(nic.rx + RING_OFF_TAIL, Ordering::Acquire)
                 .unwrap(),
-            3
+            start + 3
         );
+    }
+
+    #[test]
+    fn a_frame_behind_a_whole_batch_of_messages_that_are_no_frame_is_read_on_the_retry() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let area = RingArea::plan(&[(1, theirs.as_raw_fd(), 1514)], 16 << 20);
+        let mut st = NicState::new(area.nics[0], None);
+        for _ in 0..BATCH {
+            ours.send(&[0xee; 1600]).unwrap();
+        }
+        ours.send(&[0xa1; 60]).unwrap();
+        assert_eq!(
+            fill_rx(&mem, &area, &mut st).unwrap(),
+            (0, true),
+            "more may wait: retried shortly, not left for the next edge"
+        );
+        assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (1, false));
     }
 
     #[test]
@@ -1155,7 +1204,20 @@ mod tests {
         let mut st = NicState::new(area.nics[0], None);
         ours.send(&[0xa1; 60]).unwrap();
         drop(ours);
-        assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (1, false));
-        assert_eq!(fill_rx(&mem, &area, &mut st).unwrap(), (0, false));
+        // On a thread with a deadline: a loop that never ends fails instead of hanging.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let first = fill_rx(&mem, &area, &mut st).unwrap();
+            let second = fill_rx(&mem, &area, &mut st).unwrap();
+            let _ = done.send((first, second, st.peer_closed));
+        });
+        let (first, second, closed) = result
+            .recv_timeout(Duration::from_secs(5))
+            .expect("fill_rx returns");
+        assert_eq!((first, second), ((1, false), (0, false)));
+        assert!(
+            closed,
+            "the peer's end is seen, and the socket no longer read"
+        );
     }
 }
