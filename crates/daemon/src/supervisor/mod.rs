@@ -224,11 +224,39 @@ struct Shared {
     gateway: Mutex<Option<Arc<GatewayHandle>>>,
     hvt: PathBuf,
     stop: AtomicBool,
+    /// A thread of the application panicked: its supervision cannot be trusted any more
+    /// ([`guarded`]); the reason is the start error.
+    failed: AtomicBool,
     events: Option<Sender<Event>>,
     /// Wakes the supervision thread before its tick (a request, a service turned healthy).
     wake: Mutex<Sender<()>>,
     created: Instant,
     dependency_timeout: Duration,
+}
+
+/// Runs `body`, a thread of the application. If it panics (a bug), the application is marked
+/// failed with the reason, which `ps` shows and after which `up` recreates it, and the requests
+/// waiting for the supervision thread are answered with it: a supervisor that died must not look
+/// like one that runs, nor keep callers waiting for answers that never come.
+fn guarded(shared: &Shared, what: &str, body: impl FnOnce()) {
+    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) else {
+        return;
+    };
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let error =
+        format!("internal error: {what} panicked ({why}); `sturdy up` recreates the application");
+    shared.failed.store(true, Ordering::SeqCst);
+    let mut inner = shared.lock();
+    inner.start_error.get_or_insert(Error::Io(error.clone()));
+    for s in inner.services.iter_mut() {
+        for (_, reply) in s.requests.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
 }
 
 impl Shared {
@@ -531,6 +559,7 @@ impl App {
             gateway: Mutex::new(Some(Arc::new(gw))),
             hvt: hvt.to_path_buf(),
             stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             events: options.events.clone(),
             wake: Mutex::new(wake),
             created: Instant::now(),
@@ -538,10 +567,17 @@ impl App {
         });
         let mut threads = Vec::new();
         let sup = shared.clone();
-        threads.push(std::thread::spawn(move || run::supervise(&sup, &woken)));
+        threads.push(std::thread::spawn(move || {
+            guarded(&sup, "the supervision thread", || {
+                run::supervise(&sup, &woken)
+            })
+        }));
         for (name, _) in &probed {
             let (sh, name) = (shared.clone(), name.clone());
-            threads.push(std::thread::spawn(move || probe::check_health(&sh, &name)));
+            threads.push(std::thread::spawn(move || {
+                let what = format!("the health probe thread of {name}");
+                guarded(&sh, &what, || probe::check_health(&sh, &name))
+            }));
         }
         Ok(App {
             name: plan.name.clone(),
@@ -717,20 +753,20 @@ impl App {
         {
             let mut inner = self.shared.lock();
             let names: Vec<String> = inner.services.iter().map(|s| s.plan.name.clone()).collect();
-            let s = inner
-                .services
-                .iter_mut()
-                .find(|s| s.plan.name == service)
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{} has no service {service:?} (it has: {})",
-                        self.name,
-                        names.join(", ")
-                    ))
-                })?;
+            let Some(i) = names.iter().position(|n| n == service) else {
+                return Err(Error::Config(format!(
+                    "{} has no service {service:?} (it has: {})",
+                    self.name,
+                    names.join(", ")
+                )));
+            };
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Err(Error::Stopped);
             }
+            if self.shared.failed.load(Ordering::SeqCst) {
+                return Err(inner.start_error.clone().unwrap_or(Error::Stopped));
+            }
+            let s = &mut inner.services[i];
             s.requests.push((request, reply));
         }
         self.shared.wake();
@@ -801,4 +837,54 @@ fn image_has_nic(s: &ServicePlan) -> Result<bool, Error> {
         )));
     }
     Ok(has)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            inner: Mutex::new(Inner {
+                services: Vec::new(),
+                pending: Vec::new(),
+                start_error: None,
+            }),
+            fabric: Mutex::new(None),
+            gateway: Mutex::new(None),
+            hvt: PathBuf::from("/nonexistent"),
+            stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            events: None,
+            wake: Mutex::new(mpsc::channel().0),
+            created: Instant::now(),
+            dependency_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_thread_that_panics_marks_the_application_failed_with_the_reason() {
+        let sh = shared();
+        guarded(&sh, "a thread", || {});
+        assert!(!sh.failed.load(Ordering::SeqCst));
+        assert!(sh.lock().start_error.is_none());
+
+        let handle = std::thread::spawn(move || {
+            guarded(&sh, "the supervision thread", || panic!("a bug"));
+            sh
+        });
+        let sh = handle.join().expect("the panic stays inside guarded");
+        assert!(sh.failed.load(Ordering::SeqCst));
+        let error = sh
+            .lock()
+            .start_error
+            .clone()
+            .expect("a start error")
+            .to_string();
+        assert!(
+            error.contains("the supervision thread panicked (a bug)"),
+            "{error}"
+        );
+        assert!(error.contains("`sturdy up` recreates"), "{error}");
+    }
 }
