@@ -62,20 +62,26 @@ fn two_nics_answer_on_both() {
     }
 }
 
-#[test]
-fn mtu_is_read_from_the_tap() {
-    let ns = NetNs::new("mtu");
-    ns.tap("tap0", "10.0.0.1/24", 9000);
+/// Runs the guest that prints its NIC's MTU, in `ns`, with monitor options `opts`.
+fn run_mtu_guest(ns: &NetNs, opts: &[&str]) -> Result_ {
     let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
-    cmd.args(["--net:service=tap0"]).arg(guest("mtu"));
-    let r = wait(
+    cmd.args(opts).arg(guest("mtu"));
+    wait(
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
         Duration::from_secs(30),
-    );
-    r.expect_success().expect_stdout("mtu=9000");
+    )
+}
+
+#[test]
+fn mtu_is_read_from_the_tap() {
+    let ns = NetNs::new("mtu");
+    ns.tap("tap0", "10.0.0.1/24", 9000);
+    run_mtu_guest(&ns, &["--net:service=tap0"])
+        .expect_success()
+        .expect_stdout("mtu=9000");
 }
 
 /// NIC rings that do not fit the guest's memory (a 64 KiB MTU on 8 MiB) stop the start with
@@ -84,33 +90,16 @@ fn mtu_is_read_from_the_tap() {
 fn nic_rings_too_large_for_the_memory_are_refused_clearly() {
     let ns = NetNs::new("bigmtu");
     ns.tap("tap0", "10.0.0.1/24", 65521);
-    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
-    cmd.args(["--mem=8", "--net:service=tap0"])
-        .arg(guest("mtu"));
-    let r = wait(
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(30),
-    );
+    let r = run_mtu_guest(&ns, &["--mem=8", "--net:service=tap0"]);
     r.expect_status(1)
         .expect_stderr("too small for its NIC rings")
         .expect_stderr("frames of up to 65535 bytes");
     // The --mem it names is enough.
     let need = r.stderr.split("use --mem=").nth(1).expect("a --mem to use");
     let need: u64 = need[..need.find(' ').unwrap()].parse().unwrap();
-    let mut cmd = ns.command(env!("CARGO_BIN_EXE_sturdy-hvt"));
-    cmd.args([&format!("--mem={need}"), "--net:service=tap0"])
-        .arg(guest("mtu"));
-    let r = wait(
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(30),
-    );
-    r.expect_success().expect_stdout("mtu=65521");
+    run_mtu_guest(&ns, &[&format!("--mem={need}"), "--net:service=tap0"])
+        .expect_success()
+        .expect_stdout("mtu=65521");
 }
 
 #[test]
