@@ -401,11 +401,6 @@ impl PortRings {
     pub fn woke(&self) {
         self.store(self.inc + RING_OFF_SLEEPING, 0, Ordering::Relaxed);
     }
-
-    /// Which side this is.
-    pub fn side(&self) -> Side {
-        self.side
-    }
 }
 
 /// Offers `rings`' memory file on `socket` and returns the rings: see [`offer`].
