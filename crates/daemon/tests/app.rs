@@ -402,3 +402,38 @@ fn concurrent_requests_are_each_answered() {
     stop_leaves_nothing(app, &running);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A restarted service is probed from its new instance's start (every 10 ms, doubling), not
+/// after the interval its old instance's last probe began: here 30 s.
+#[test]
+fn a_restarted_service_is_probed_at_once() {
+    let dir = state_dir("reprobe");
+    let yaml = format!(
+        "name: reprobe\n\
+         services:\n  \
+           echo:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n    \
+             healthcheck: {{ tcp: 7, interval: 30s, timeout: 1s, retries: 3 }}\n",
+        echo = guests::path("tcpecho").display(),
+    );
+    let plan = load(&dir, &yaml);
+    let app = App::start(&plan, &hvt(), &dir).unwrap();
+    wait_until(&app, Duration::from_secs(20), "echo healthy", |a| {
+        status(a, "echo").state == State::Healthy
+    });
+    let first = status(&app, "echo").instance;
+    app.restart_service("echo").unwrap();
+    wait_until(
+        &app,
+        Duration::from_secs(10),
+        "the new instance healthy (its interval is 30 s)",
+        |a| {
+            let s = status(a, "echo");
+            s.instance == first + 1 && s.state == State::Healthy
+        },
+    );
+    let running = pids(&app);
+    stop_leaves_nothing(app, &running);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,6 +25,17 @@ pub(super) fn check_health(shared: &Shared, name: &str) {
     while !shared.stop.load(Ordering::SeqCst) {
         if Instant::now() < next {
             std::thread::sleep(next.saturating_duration_since(Instant::now()).min(TICK));
+            // A new instance (a restart) is probed from its start, not after the interval
+            // that the old one's last probe began.
+            let generation = shared
+                .lock()
+                .services
+                .iter()
+                .find(|s| s.plan.name == name)
+                .map(|s| s.generation);
+            if generation.is_some_and(|g| g != probed_generation) {
+                next = Instant::now();
+            }
             continue;
         }
         let (generation, started) = {
