@@ -17,7 +17,8 @@
 //! - [`switch`]: [`Fabric`], the data path, without I/O: frames, time and an output function
 //!   are passed in, so tests and benchmarks drive it directly.
 //! - [`port`]: the I/O: SOCK_SEQPACKET ports (one end for the fabric, one for
-//!   `sturdy-hvt --net:NAME=@FD`) and the thread that runs a [`Fabric`] over them, and over the
+//!   `sturdy-hvt --net:NAME=@FD`) with the shared-memory frame rings they offer the monitor
+//!   (`sturdy_port_ring`), and the thread that runs a [`Fabric`] over them, and over the
 //!   gateway, which it serves itself.
 //! - [`gateway`]: the gateway inside the fabric: published host ports forwarded to guests
 //!   (ingress), TCP and UDP egress capabilities forwarded to the outside, and the supervisor's
