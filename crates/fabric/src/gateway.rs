@@ -73,7 +73,7 @@ const UDP_MAX_PAYLOAD: usize = 1500 - 20 - 8;
 /// How often idle UDP flows are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Connections open through the gateway at most (ingress, egress, probes): each holds
-/// 2 x [`BUFFER`] of memory and costs every poll of the stack a visit, so this bounds what host
+/// two 64 KiB buffers and costs every poll of the stack a visit, so this bounds what host
 /// clients of a published port can make the daemon allocate (1024 x 128 KiB = 128 MiB) and
 /// how much they slow the fabric's thread. More host connections are reset at once.
 pub const MAX_CONNECTIONS: usize = 1024;
