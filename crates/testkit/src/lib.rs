@@ -99,6 +99,28 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     pids
 }
 
+/// CPU time (user + system, in clock ticks) the threads named `name` of process `pid` have
+/// used; `None` if it has no such thread.
+pub fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = None;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ...": the name may hold spaces; fields follow the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if head.split_once('(').map(|(_, comm)| comm) == Some(name) {
+            let f: Vec<&str> = rest.split(' ').collect();
+            let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            *total.get_or_insert(0) += ticks;
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +145,24 @@ mod tests {
             n == 3
         });
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn thread_ticks_are_counted_for_the_named_threads_only() {
+        let me = std::process::id();
+        assert_eq!(thread_ticks(me, "no-such-thread"), None);
+        let spinner = std::thread::Builder::new()
+            .name("testkit-spin".into())
+            .spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(100) {}
+                thread_ticks(me, "testkit-spin")
+            })
+            .unwrap();
+        let ticks = spinner
+            .join()
+            .unwrap()
+            .expect("the spinning thread is found");
+        assert!(ticks >= 5, "100 ms of spinning counted {ticks} ticks");
     }
 }

@@ -223,20 +223,7 @@ fn nic_on_a_socket_that_offers_rings() {
 
 /// CPU time (user + system, clock ticks) the monitor `pid`'s NIC I/O thread has used.
 fn io_thread_ticks(pid: u32) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the monitor's threads");
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        if comm.ends_with("(sturdy-hvt-io") {
-            let f: Vec<&str> = rest.split(' ').collect();
-            return f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        }
-    }
-    panic!("no sturdy-hvt-io thread in monitor {pid}");
+    testkit::thread_ticks(pid, "sturdy-hvt-io").expect("the monitor's NIC I/O thread")
 }
 
 /// A NIC whose host socket is full (nobody reads its other end) while the guest keeps sending

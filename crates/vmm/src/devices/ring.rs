@@ -1090,20 +1090,7 @@ mod tests {
 
     /// CPU time (clock ticks) of this process's NIC I/O threads.
     fn io_thread_ticks() -> u64 {
-        let mut total = 0;
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-                continue;
-            };
-            let Some((comm, rest)) = stat.split_once(") ") else {
-                continue;
-            };
-            if comm.ends_with("(sturdy-hvt-io") {
-                let f: Vec<&str> = rest.split(' ').collect();
-                total += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-            }
-        }
-        total
+        testkit::thread_ticks(std::process::id(), "sturdy-hvt-io").expect("an I/O thread")
     }
 
     /// A guest that does not read while the fabric has frames for it: the I/O thread retries
