@@ -328,46 +328,72 @@ impl Progress {
         self.line(&format!("{} | {text}", self.prefixes.get(&l.service)))
     }
 
-    /// Prints the changes since the last look: first those of services that were already
-    /// running (a dependency turning healthy comes before the start it allowed), then starts
-    /// and restarts.
+    /// Prints the changes since the last look, in the order they happened: several can fall
+    /// between two looks (db started, db healthy, web started), and a dependency turning
+    /// healthy must read before the start it allowed. Starts are ordered by their instance's
+    /// start time and health by the time it was first passed (milliseconds; at the same
+    /// millisecond a service turning healthy comes before another's start, and after its own);
+    /// other changes come last, in the services' order.
     fn changes(&mut self, info: &AppInfo) -> std::io::Result<()> {
-        for starts in [false, true] {
-            for s in &info.services {
-                let old = self
-                    .seen
-                    .get(&s.name)
-                    .map_or((0, ""), |o| (o.instance, o.state.as_str()));
-                if (s.instance > old.0) != starts {
-                    continue;
-                }
-                let prefix = self.prefixes.get(&s.name).to_string();
+        for line in self.change_lines(info) {
+            self.line(&line)?;
+        }
+        Ok(())
+    }
+
+    /// The lines [`changes`](Self::changes) prints, and what it remembers for the next look.
+    fn change_lines(&mut self, info: &AppInfo) -> Vec<String> {
+        // (when, rank at the same time, line)
+        let mut events: Vec<(String, u8, String)> = Vec::new();
+        for s in &info.services {
+            let old = self
+                .seen
+                .get(&s.name)
+                .map_or((0, ""), |o| (o.instance, o.state.as_str()));
+            let prefix = self.prefixes.get(&s.name).to_string();
+            let started_at = s.started_at.clone().unwrap_or_default();
+            if s.instance > old.0 {
                 let pid = s.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
-                if starts && s.instance == 1 {
-                    self.line(&format!("{prefix} started ({}{pid})", s.address))?;
-                } else if starts {
-                    self.line(&format!(
-                        "{prefix} restarted (instance {}{pid})",
-                        s.instance
-                    ))?;
+                let line = if s.instance == 1 {
+                    format!("{prefix} started ({}{pid})", s.address)
+                } else {
+                    format!("{prefix} restarted (instance {}{pid})", s.instance)
+                };
+                events.push((started_at.clone(), 1, line));
+            }
+            if s.state == old.1 {
+                continue;
+            }
+            match s.state.as_str() {
+                "created" | "starting" | "running" => {}
+                "healthy" => {
+                    let since = s.healthy_since.clone().unwrap_or_default();
+                    let event = if since > started_at {
+                        (since, 0, format!("{prefix} healthy"))
+                    } else {
+                        (started_at, 2, format!("{prefix} healthy"))
+                    };
+                    events.push(event);
                 }
-                if s.state != old.1 {
-                    match s.state.as_str() {
-                        "created" | "starting" | "running" => {}
-                        "unhealthy" => self.line(&format!(
-                            "{prefix} unhealthy: {}",
-                            s.last_probe_error.as_deref().unwrap_or("probe failed")
-                        ))?,
-                        other => self.line(&format!("{prefix} {other}"))?,
-                    }
-                }
+                "unhealthy" => events.push((
+                    "~".into(),
+                    3,
+                    format!(
+                        "{prefix} unhealthy: {}",
+                        s.last_probe_error.as_deref().unwrap_or("probe failed")
+                    ),
+                )),
+                other => events.push(("~".into(), 3, format!("{prefix} {other}"))),
             }
         }
+        // Stable: equal keys keep the services' order.
+        events.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut lines: Vec<String> = events.into_iter().map(|(_, _, line)| line).collect();
         for s in &info.services {
             let old = self.seen.remove(&s.name).unwrap_or_default();
             if s.state == "created" && s.waiting_for != old.waiting_for {
                 if let Some(w) = &s.waiting_for {
-                    self.line(&format!("{} waiting for {w}", self.prefixes.get(&s.name)))?;
+                    lines.push(format!("{} waiting for {w}", self.prefixes.get(&s.name)));
                 }
             }
             self.seen.insert(
@@ -379,6 +405,63 @@ impl Progress {
                 },
             );
         }
-        Ok(())
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, state: &str, started_ms: u32, healthy_ms: Option<u32>) -> String {
+        let at = |ms: u32| format!("\"2026-11-27T12:00:00.{ms:03}Z\"");
+        format!(
+            r#"{{"name":"{name}","state":"{state}","address":"10.77.0.2","pid":1,"instance":1,
+            "restarts":0,"last_exit":null,"started_at":{},"uptime_ms":1,"healthy_since":{},
+            "waiting_for":null,"last_probe_error":null,"ports":[]}}"#,
+            at(started_ms),
+            healthy_ms.map_or("null".into(), at)
+        )
+    }
+
+    fn app(services: &[String]) -> AppInfo {
+        serde_json::from_str(&format!(
+            r#"{{"name":"guestbook","file":"f","status":"running","error":null,
+            "created_at":"2026-11-27T12:00:00.000Z","published":[],"services":[{}]}}"#,
+            services.join(",")
+        ))
+        .unwrap()
+    }
+
+    /// Everything between two looks: db started (8 ms), db healthy (18 ms), web started at
+    /// the same millisecond. web is first in the file; the lines follow what happened.
+    #[test]
+    fn changes_seen_in_one_look_are_printed_in_the_order_they_happened() {
+        let mut p = Progress::new(Prefixes::new(["web", "db"], false), false);
+        let lines = p.change_lines(&app(&[
+            service("web", "starting", 18, None),
+            service("db", "healthy", 8, Some(18)),
+        ]));
+        let names: Vec<&str> = lines.iter().map(|l| l.trim_start()).collect();
+        assert_eq!(names.len(), 3, "{lines:?}");
+        assert!(names[0].starts_with("db  started"), "{lines:?}");
+        assert_eq!(names[1], "db  healthy", "{lines:?}");
+        assert!(names[2].starts_with("web started"), "{lines:?}");
+        // The next look: only what changed.
+        let lines = p.change_lines(&app(&[
+            service("web", "healthy", 18, Some(30)),
+            service("db", "healthy", 8, Some(18)),
+        ]));
+        assert_eq!(lines, ["web healthy"]);
+    }
+
+    /// A service that passes its first probe within the millisecond it started still reads
+    /// started, then healthy.
+    #[test]
+    fn a_service_is_healthy_after_its_own_start() {
+        let mut p = Progress::new(Prefixes::new(["db"], false), false);
+        let lines = p.change_lines(&app(&[service("db", "healthy", 8, Some(8))]));
+        assert!(lines[0].starts_with("db started"), "{lines:?}");
+        assert_eq!(lines[1], "db healthy");
     }
 }
