@@ -20,6 +20,7 @@ use sturdy_port_ring::{Popped, PortRings};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::net::ETHERNET_HEADER;
 use crate::memory::{Access, GuestMemory};
 
 /// Size granularity of the area: it sits in 2 MiB guest pages.
@@ -558,53 +559,34 @@ fn drain_tx_to_port(
 }
 
 /// [`fill_rx`] for a NIC on fabric port rings: copies frames from the port's ring into the
-/// guest's RX ring, after reading the socket if epoll said it is readable (doorbells, dropped,
-/// and frames the fabric sent before the rings were served, copied in order). Returns (frames,
-/// the guest's ring is full).
+/// guest's RX ring, after reading the socket with [`fill_rx`] if epoll said it is readable
+/// (doorbells, which are no frames, and frames the fabric sent before the rings were served,
+/// in order). Returns (frames, the guest's ring is full).
 fn fill_rx_from_port(
     mem: &GuestMemory,
     area: &RingArea,
     n: &mut NicState,
 ) -> Result<(usize, bool), RingError> {
+    let mut received = 0;
+    if n.socket_ready || !n.socket_switched {
+        // Read before the socket: what the fabric sent there before it said so is queued by
+        // now.
+        n.socket_switched = n.port.as_ref().is_some_and(|p| p.rings.fabric_switched());
+        let (got, more) = fill_rx(mem, area, n)?;
+        received += got;
+        // A full guest ring, or more waiting: read on at the next pass (epoll is
+        // edge-triggered and will not say so again).
+        n.socket_ready = more;
+        if n.peer_closed {
+            // The fabric let the port go: its rings are served no more; the socket path
+            // drops the guest's frames, as a NIC whose link is down.
+            n.port = None;
+        }
+    }
     let mut used = rx_used(mem, area, n)?;
     let room = (area.slot_size - SLOT_OFF_FRAME as u32).min(n.nic.max_frame);
     let handle = n.nic.handle;
     let guest_error = guest_access(handle);
-    let mut received = 0;
-    // Read before the socket: what the fabric sent there before it said so is queued by now.
-    let switched = n.port.as_ref().is_some_and(|p| p.rings.fabric_switched());
-    if n.socket_ready || !n.socket_switched {
-        n.socket_ready = false;
-        n.socket_switched = switched;
-        // Read to the end (epoll is edge-triggered); what finds no room is dropped.
-        let mut buf = [0u8; 2048];
-        loop {
-            // SAFETY: read(2) writes at most buf.len() bytes into `buf`, a local array.
-            let got = unsafe { libc::read(n.nic.fd, buf.as_mut_ptr().cast(), buf.len()) };
-            let closed = got == 0
-                || (got < 0 && std::io::Error::last_os_error().kind() != ErrorKind::WouldBlock);
-            if closed {
-                // The fabric let the port go: its rings are served no more; the socket path
-                // drops the guest's frames, as a NIC whose link is down.
-                n.port = None;
-                break;
-            }
-            if got < 0 {
-                break;
-            }
-            let len = got as u32;
-            if len < 14 || len > room || used >= area.slots {
-                continue;
-            }
-            let slot = area.slot(n.nic.rx, n.rx_tail);
-            mem.write(slot + SLOT_OFF_FRAME, &buf[..len as usize])
-                .map_err(guest_error)?;
-            let _ = mem.store_u32(slot, len, Ordering::Relaxed);
-            n.rx_tail = n.rx_tail.wrapping_add(1);
-            used += 1;
-            received += 1;
-        }
-    }
     if let Some(port) = n.port.as_mut() {
         while used < area.slots {
             let slot = area.slot(n.nic.rx, n.rx_tail);
@@ -718,17 +700,26 @@ fn fill_rx(
                 iov_len: room as usize,
             };
         }
-        let got = recv_frames(n.nic.fd, &iov[..want], &mut lens, n.batched);
-        // Messages that are no frame (empty, or cut to the slot) are skipped; the frames after
-        // one move up to close the gap. On a SOCK_SEQPACKET socket an empty message is the
-        // peer's end (it returns nothing else from then on).
+        let got = match recv_frames(n.nic.fd, &iov[..want], &mut lens, n.batched) {
+            Ok(got) => got,
+            // A connected SOCK_SEQPACKET socket fails (ECONNRESET) only once its peer is gone.
+            Err(_) if n.seqpacket => {
+                n.peer_closed = true;
+                0
+            }
+            Err(_) => 0,
+        };
+        // Messages that are no frame (shorter than an Ethernet header, like a fabric's
+        // doorbell, or cut to the slot) are skipped; the frames after one move up to close the
+        // gap. On a SOCK_SEQPACKET socket an empty message is the peer's end (it returns
+        // nothing else from then on).
         let mut frames = 0;
         for (i, &len) in lens[..got].iter().enumerate() {
             if len == 0 && n.seqpacket {
                 n.peer_closed = true;
                 break;
             }
-            if len == 0 || len == CUT {
+            if (len as u64) < ETHERNET_HEADER || len == CUT {
                 continue;
             }
             let slot = area.slot(n.nic.rx, n.rx_tail);
@@ -771,14 +762,20 @@ const CUT: usize = usize::MAX;
 
 /// Reads up to `bufs.len()` messages from `fd` without waiting, message `i` into `bufs[i]`, its
 /// length into `lens[i]` ([`CUT`] for a message longer than `bufs[i]`, which a batch read
-/// reports; a single read(2), on a TAP, cuts silently). Returns how many were read.
-fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batched: bool) -> usize {
+/// reports; a single read(2), on a TAP, cuts silently). Returns how many were read (0 if none
+/// waited); an error only for a batch read that failed otherwise.
+fn recv_frames(
+    fd: RawFd,
+    bufs: &[libc::iovec],
+    lens: &mut [usize; BATCH],
+    batched: bool,
+) -> std::io::Result<usize> {
     if !batched {
         // SAFETY: the iovec describes guest memory checked writable by the caller; read(2)
         // writes at most iov_len bytes there.
         let rc = unsafe { libc::read(fd, bufs[0].iov_base, bufs[0].iov_len) };
         lens[0] = rc.max(0) as usize;
-        return usize::from(rc > 0);
+        return Ok(usize::from(rc > 0));
     }
     let mut msgs = message_headers(bufs);
     // SAFETY: each of the first bufs.len() (<= BATCH) headers points at one iovec describing
@@ -793,12 +790,19 @@ fn recv_frames(fd: RawFd, bufs: &[libc::iovec], lens: &mut [usize; BATCH], batch
             std::ptr::null_mut(),
         )
     };
-    let got = rc.max(0) as usize;
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        };
+    }
+    let got = rc as usize;
     for (len, m) in lens.iter_mut().zip(&msgs[..got]) {
         let cut = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         *len = if cut { CUT } else { m.msg_len as usize };
     }
-    got
+    Ok(got)
 }
 
 #[cfg(test)]
