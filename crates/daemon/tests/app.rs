@@ -54,6 +54,19 @@ fn front_after_echo(name: &str, healthcheck: &str) -> String {
     )
 }
 
+/// Application `name` of one service, `echo` (tcpecho), with `more` (indented lines of its
+/// service definition) added.
+fn echo_alone(name: &str, more: &str) -> String {
+    format!(
+        "name: {name}\n\
+         services:\n  \
+           echo:\n    \
+             image: {echo}\n    \
+             provides: {{ echo: 7/tcp }}\n{more}",
+        echo = guests::path("tcpecho").display(),
+    )
+}
+
 fn status(app: &App, name: &str) -> ServiceStatus {
     app.status().into_iter().find(|s| s.name == name).unwrap()
 }
@@ -368,15 +381,7 @@ fn a_service_stopped_before_its_turn_stays_stopped() {
 #[test]
 fn concurrent_requests_are_each_answered() {
     let dir = state_dir("concurrent");
-    let yaml = format!(
-        "name: many\n\
-         services:\n  \
-           echo:\n    \
-             image: {echo}\n    \
-             provides: {{ echo: 7/tcp }}\n",
-        echo = guests::path("tcpecho").display(),
-    );
-    let plan = load(&dir, &yaml);
+    let plan = load(&dir, &echo_alone("many", ""));
     let app = std::sync::Arc::new(App::start(&plan, &hvt(), &dir).unwrap());
     let first = status(&app, "echo").instance;
     let callers: Vec<_> = (0..4)
@@ -408,16 +413,8 @@ fn concurrent_requests_are_each_answered() {
 #[test]
 fn a_restarted_service_is_probed_at_once() {
     let dir = state_dir("reprobe");
-    let yaml = format!(
-        "name: reprobe\n\
-         services:\n  \
-           echo:\n    \
-             image: {echo}\n    \
-             provides: {{ echo: 7/tcp }}\n    \
-             healthcheck: {{ tcp: 7, interval: 30s, timeout: 1s, retries: 3 }}\n",
-        echo = guests::path("tcpecho").display(),
-    );
-    let plan = load(&dir, &yaml);
+    let healthcheck = "    healthcheck: { tcp: 7, interval: 30s, timeout: 1s, retries: 3 }\n";
+    let plan = load(&dir, &echo_alone("reprobe", healthcheck));
     let app = App::start(&plan, &hvt(), &dir).unwrap();
     wait_until(&app, Duration::from_secs(20), "echo healthy", |a| {
         status(a, "echo").state == State::Healthy
