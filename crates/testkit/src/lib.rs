@@ -149,20 +149,32 @@ mod tests {
 
     #[test]
     fn thread_ticks_are_counted_for_the_named_threads_only() {
+        // Spins until the kernel has counted CPU time, not for a span of wall time: a loaded
+        // machine may give the thread no CPU for a while, which must not fail the test.
         let me = std::process::id();
         assert_eq!(thread_ticks(me, "no-such-thread"), None);
+        let (stop_idle, idle_stopped) = std::sync::mpsc::channel::<()>();
+        let idle = std::thread::Builder::new()
+            .name("testkit-idle".into())
+            .spawn(move || idle_stopped.recv())
+            .unwrap();
         let spinner = std::thread::Builder::new()
             .name("testkit-spin".into())
             .spawn(move || {
-                let start = Instant::now();
-                while start.elapsed() < Duration::from_millis(100) {}
-                thread_ticks(me, "testkit-spin")
+                let deadline = Instant::now() + Duration::from_secs(600);
+                loop {
+                    let ticks = thread_ticks(me, "testkit-spin").expect("the spinning thread");
+                    if ticks >= 5 || Instant::now() > deadline {
+                        return ticks;
+                    }
+                }
             })
             .unwrap();
-        let ticks = spinner
-            .join()
-            .unwrap()
-            .expect("the spinning thread is found");
-        assert!(ticks >= 5, "100 ms of spinning counted {ticks} ticks");
+        let spun = spinner.join().unwrap();
+        assert!(spun >= 5, "10 minutes of spinning counted {spun} ticks");
+        let idled = thread_ticks(me, "testkit-idle").expect("the idle thread is found");
+        assert!(idled < spun, "a thread that slept counted {idled} ticks");
+        stop_idle.send(()).unwrap();
+        idle.join().unwrap().unwrap();
     }
 }
