@@ -27,7 +27,6 @@ pub mod api;
 pub mod capture;
 pub mod client;
 pub mod console;
-pub mod health;
 pub mod instance;
 mod locks;
 mod os;

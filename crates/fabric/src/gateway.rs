@@ -14,9 +14,11 @@
 //! - Egress, UDP: for each UDP egress capability the gateway's stack binds the outside
 //!   address:port; each guest source (address, port) gets a host UDP socket connected to the
 //!   real address, whose datagrams go back to the guest from the outside address.
-//! - Probes ([`GatewayHandle::probe_tcp`]): the supervisor's health checks open a TCP
-//!   connection from the gateway to a published or probed ([`Plan::probe`]) endpoint, and
-//!   reset it as soon as the guest completed the handshake.
+//! - Probes ([`GatewayHandle::probe_tcp`], [`GatewayHandle::probe_http`]): the supervisor's
+//!   health checks open a TCP connection from the gateway to a published or probed
+//!   ([`Plan::probe`]) endpoint, and reset it as soon as the guest completed the handshake
+//!   (TCP) or answered a `GET` with its status line (HTTP). No host socket is involved: a
+//!   probed endpoint that is not published stays unreachable from the host.
 //!
 //! Close and reset cross over: a FIN from one side is a FIN (shutdown) to the other once the
 //! data before it is delivered, a reset is a reset (a host socket is closed with a zero linger).
@@ -47,8 +49,11 @@ use crate::wire::{ethernet, EtherType, EthernetFrame, Ipv4Packet, Mac};
 
 /// Socket buffers of each gateway connection, each way.
 const BUFFER: usize = 64 * 1024;
-/// Socket buffers of a probe, each way (it sends and receives no data).
+/// Socket buffers of a probe, each way (it sends at most a short request and reads no more
+/// than the status line of the answer).
 const PROBE_BUFFER: usize = 1024;
+/// The longest HTTP status line a probe reads (a longer one is no answer).
+const STATUS_LINE_MAX: usize = 512;
 /// Probes in flight at most (each holds a socket and a local port).
 const MAX_PROBES: usize = 1024;
 /// Listening sockets kept ready per egress capability (SYNs that find none are reset).
@@ -203,6 +208,8 @@ enum Command {
 struct ProbeRequest {
     service: String,
     port: u16,
+    /// `Some(path)`: an HTTP probe of `GET path`.
+    http: Option<String>,
     timeout: Duration,
     reply: mpsc::SyncSender<Result<(), String>>,
 }
@@ -256,10 +263,44 @@ impl GatewayHandle {
     ///
     /// Safe to call from several threads at once, and while the gateway serves traffic.
     pub fn probe_tcp(&self, service: &str, port: u16, timeout: Duration) -> Result<(), String> {
+        self.probe(service, port, None, timeout)
+    }
+
+    /// Probes `service`'s HTTP server on TCP port `port` from inside the fabric, as
+    /// [`probe_tcp`](Self::probe_tcp) does, and then sends `GET path HTTP/1.1`: `Ok` once the
+    /// guest answers with a 2xx or 3xx status line; the connection is then reset.
+    ///
+    /// Errors: those of `probe_tcp`, and `"answered \"HTTP/1.1 503 ...\""` (another status),
+    /// `"no answer"` (the guest closed or reset the connection before a status line),
+    /// `"not an HTTP answer: ..."`, `"timed out after T"` (no status line in time). A `path`
+    /// that is not an absolute path of printable characters without spaces is refused.
+    pub fn probe_http(
+        &self,
+        service: &str,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "not an HTTP probe path: {path:?} (an absolute path such as /health)"
+            ));
+        }
+        self.probe(service, port, Some(path.to_string()), timeout)
+    }
+
+    fn probe(
+        &self,
+        service: &str,
+        port: u16,
+        http: Option<String>,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let (reply, answer) = mpsc::sync_channel(1);
         let request = ProbeRequest {
             service: service.into(),
             port,
+            http,
             timeout,
             reply,
         };
@@ -270,7 +311,9 @@ impl GatewayHandle {
         // The gateway answers by the deadline itself; the margin is for a busy fabric thread.
         match answer.recv_timeout(timeout + Duration::from_secs(1)) {
             Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("timed out after {timeout:?}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "the gateway did not answer within {timeout:?} and a second (the fabric's thread is busy)"
+            )),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(STOPPED.into()),
         }
     }
@@ -559,6 +602,8 @@ struct UdpFlow {
 /// sent.
 struct Probe {
     socket: SocketHandle,
+    /// An HTTP probe's request still to send and the answer read so far.
+    http: Option<HttpProbe>,
     local_port: u16,
     timeout: Duration,
     deadline: Instant,
@@ -566,6 +611,68 @@ struct Probe {
     reply: Option<mpsc::SyncSender<Result<(), String>>>,
     /// When to forget the socket even if its reset could not be sent.
     forget_at: Instant,
+}
+
+/// What an HTTP probe sends and has read.
+struct HttpProbe {
+    request: Vec<u8>,
+    sent: usize,
+    /// The answer's first bytes, up to its status line's end.
+    head: Vec<u8>,
+}
+
+impl HttpProbe {
+    fn new(path: &str) -> HttpProbe {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: sturdy\r\nConnection: close\r\n\r\n");
+        HttpProbe {
+            request: request.into_bytes(),
+            sent: 0,
+            head: Vec::new(),
+        }
+    }
+
+    /// Sends what is left of the request and reads the answer's status line: `Some` once it
+    /// is decided (the connection is established when this is called). Sets `sent` when it sent something (the stack must run again to send it out).
+    fn advance(&mut self, socket: &mut tcp::Socket, sent: &mut bool) -> Option<Result<(), String>> {
+        if self.sent < self.request.len() && socket.can_send() {
+            let n = socket.send_slice(&self.request[self.sent..]).unwrap_or(0);
+            self.sent += n;
+            *sent |= n > 0;
+        }
+        while socket.can_recv() && !self.head.contains(&b'\n') {
+            let room = STATUS_LINE_MAX - self.head.len();
+            let head = &mut self.head;
+            let _ = socket.recv(|data| {
+                let n = data.len().min(room);
+                head.extend_from_slice(&data[..n]);
+                (n, ())
+            });
+            if self.head.len() >= STATUS_LINE_MAX {
+                break;
+            }
+        }
+        let ended = !socket.may_recv();
+        if self.head.contains(&b'\n') || self.head.len() >= STATUS_LINE_MAX || ended {
+            return Some(http_status(&self.head));
+        }
+        None
+    }
+}
+
+/// Whether an answer's first bytes are a 2xx or 3xx status line, and if not, why.
+fn http_status(head: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(head);
+    let line = text.lines().next().unwrap_or("").trim();
+    let code = line
+        .strip_prefix("HTTP/")
+        .and_then(|rest| rest.split(' ').nth(1))
+        .and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(code) if (200..400).contains(&code) => Ok(()),
+        Some(_) => Err(format!("answered {line:?}")),
+        None if line.is_empty() => Err("no answer".into()),
+        None => Err(format!("not an HTTP answer: {line:?}")),
+    }
 }
 
 /// An egress connection's host side, opened (or not) on another thread.
@@ -1059,6 +1166,7 @@ impl Gw {
         let ProbeRequest {
             service,
             port,
+            http,
             timeout,
             reply,
         } = request;
@@ -1089,6 +1197,7 @@ impl Gw {
         let now = Instant::now();
         self.probes.push(Probe {
             socket,
+            http: http.as_deref().map(HttpProbe::new),
             local_port: local,
             timeout,
             deadline: now + timeout,
@@ -1133,19 +1242,28 @@ impl Gw {
         self.probes.retain_mut(|p| {
             let socket = sockets.get_mut::<tcp::Socket>(p.socket);
             if let Some(reply) = &p.reply {
-                let answer = match socket.state() {
-                    tcp::State::SynSent if now >= p.deadline => {
+                let answer = match (socket.state(), &mut p.http) {
+                    (tcp::State::SynSent, _) if now >= p.deadline => {
                         Some(Err(format!("timed out after {:?}", p.timeout)))
                     }
-                    tcp::State::SynSent => None,
+                    (tcp::State::SynSent, _) => None,
                     // A reset in SYN-SENT (RFC 9293 3.10.7.3): nothing listens there.
-                    tcp::State::Closed => Some(Err("connection refused".to_string())),
-                    // SYN-ACK received: the guest completed the handshake.
-                    _ => {
-                        stats.probes_ok += 1;
-                        Some(Ok(()))
+                    (tcp::State::Closed, None) => Some(Err("connection refused".to_string())),
+                    (tcp::State::Closed, Some(h)) if h.sent == 0 => {
+                        Some(Err("connection refused".to_string()))
                     }
+                    // SYN-ACK received: the guest completed the handshake.
+                    (_, None) => Some(Ok(())),
+                    (_, Some(http)) => match http.advance(socket, &mut changed) {
+                        None if now >= p.deadline => {
+                            Some(Err(format!("timed out after {:?}", p.timeout)))
+                        }
+                        answer => answer,
+                    },
                 };
+                if answer == Some(Ok(())) {
+                    stats.probes_ok += 1;
+                }
                 if let Some(answer) = answer {
                     let _ = reply.try_send(answer);
                     p.reply = None;

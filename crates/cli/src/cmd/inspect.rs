@@ -105,10 +105,14 @@ pub fn run(args: &Args, state: &Path, out: &mut dyn Write) -> Result<(), CliErro
                 Probe::Http { path } => format!("http GET {path} on port {}", h.port),
             }),
     )?;
-    w(
-        "last probe",
-        s.last_probe_error.clone().unwrap_or_else(|| "ok".into()),
-    )?;
+    if p.healthcheck.is_some() {
+        let last = match (&s.last_probe_error, s.state.as_str()) {
+            (Some(why), _) => why.clone(),
+            (None, "healthy" | "unhealthy") => "ok".into(),
+            (None, _) => "none yet".into(),
+        };
+        w("last probe", last)?;
+    }
     let st = &info.stats;
     w("cpu time", format!("{} ms", st.cpu_ms))?;
     w("memory used", bytes(st.rss_bytes))?;

@@ -412,6 +412,13 @@ pub(super) async fn inspect(
                 .iter()
                 .map(|p| format!("host {}:{} -> {}", p.host_ip, p.host_port, p.endpoint)),
         )
+        // Health probes come from the gateway, inside the fabric, not from a host port.
+        .chain(sp.healthcheck.iter().filter_map(|hc| {
+            sp.provides
+                .iter()
+                .find(|e| e.port == hc.port && e.proto == "tcp")
+                .map(|e| format!("gateway -> {} (health probes)", e.name))
+        }))
         .collect();
     Ok(Json(InspectInfo {
         app: name,

@@ -186,7 +186,6 @@ struct Service {
     /// Monitor arguments; `{fd}` is the NIC's fd.
     args: Vec<String>,
     port: PortId,
-    probe_addr: Option<SocketAddr>,
     console: Arc<Mutex<Console>>,
     tracker: Tracker,
     backoff: Backoff,
@@ -426,9 +425,10 @@ impl App {
                 publications.push(index(&fabric_plan, host, &s.name, &p.endpoint));
             }
         }
-        // Health probes: a tcp one is made by the gateway itself (an exact answer: the guest's
-        // SYN-ACK or reset); an http one is a host connection through a port published for
-        // the supervisor alone, after the application's.
+        // Health probes are made by the gateway itself, from inside the fabric: a tcp one
+        // waits for the guest's SYN-ACK or reset, an http one for its status line. Nothing is
+        // published on the host for them: the endpoint is declared probed, which lets the
+        // gateway (and no one else) reach it.
         let mut probed = Vec::new();
         for s in &plan.services {
             let Some(hc) = &s.healthcheck else { continue };
@@ -443,21 +443,10 @@ impl App {
                     ))
                 })?;
             let target = format!("{}.{}", s.name, endpoint.name);
-            if hc.probe == Probe::Tcp {
-                fabric_plan
-                    .probe(&target)
-                    .map_err(|e| Error::Config(format!("probe {target}: {e}")))?;
-                probed.push((s.name.clone(), None));
-                continue;
-            }
-            let host = SocketAddr::from(([127, 0, 0, 1], 0));
             fabric_plan
-                .publish(host, &target)
-                .map_err(|e| Error::Config(format!("publish {target} for probes: {e}")))?;
-            probed.push((
-                s.name.clone(),
-                Some(index(&fabric_plan, host, &s.name, &endpoint.name)),
-            ));
+                .probe(&target)
+                .map_err(|e| Error::Config(format!("probe {target}: {e}")))?;
+            probed.push(s.name.clone());
         }
 
         let fabric = Fabric::new(fabric_plan.clone(), Default::default())
@@ -505,16 +494,11 @@ impl App {
             args.push(s.image.display().to_string());
             args.extend(s.args.iter().cloned());
             let port = fabric_plan.service(&s.name).expect("planned").port;
-            let probe_addr = probed
-                .iter()
-                .find(|(n, _)| *n == s.name)
-                .and_then(|&(_, i)| i.map(|i| all[i].1));
             services.push(Service {
                 plan: s.clone(),
                 networked,
                 args,
                 port,
-                probe_addr,
                 console: Arc::new(Mutex::new(console)),
                 tracker: Tracker::new(s.restart, options.backoff),
                 backoff: options.backoff,
@@ -572,7 +556,7 @@ impl App {
                 run::supervise(&sup, &woken)
             })
         }));
-        for (name, _) in &probed {
+        for name in &probed {
             let (sh, name) = (shared.clone(), name.clone());
             threads.push(std::thread::spawn(move || {
                 let what = format!("the health probe thread of {name}");

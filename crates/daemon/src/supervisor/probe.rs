@@ -11,10 +11,10 @@ const START_PROBE_MAX: Duration = Duration::from_millis(200);
 /// doubling to 200 ms) until it first passes, then every interval; `retries` failures in a row
 /// (after the start period) make it unhealthy.
 pub(super) fn check_health(shared: &Shared, name: &str) {
-    let (hc, addr) = {
+    let hc = {
         let inner = shared.lock();
         let s = inner.services.iter().find(|s| s.plan.name == name).unwrap();
-        (s.plan.healthcheck.clone().expect("checked"), s.probe_addr)
+        s.plan.healthcheck.clone().expect("checked")
     };
     let Some(gateway) = shared.gateway.locked().clone() else {
         return;
@@ -54,9 +54,9 @@ pub(super) fn check_health(shared: &Shared, name: &str) {
             probed_generation = generation;
             start_probe = START_PROBE;
         }
-        let result = match addr {
-            Some(addr) => crate::health::probe(addr, &hc.probe, hc.timeout),
-            None => gateway.probe_tcp(name, hc.port, hc.timeout),
+        let result = match &hc.probe {
+            Probe::Tcp => gateway.probe_tcp(name, hc.port, hc.timeout),
+            Probe::Http { path } => gateway.probe_http(name, hc.port, path, hc.timeout),
         };
         let mut inner = shared.lock();
         let s = inner
