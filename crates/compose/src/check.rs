@@ -50,16 +50,34 @@ pub(crate) fn check(app: &App, sink: &mut Sink) -> Option<Subnet> {
         },
     };
     if let Some(subnet) = subnet {
-        if u64::from(subnet.hosts()) < names.len() as u64 + 1 {
-            let at = app
-                .subnet
-                .as_ref()
-                .map(|(_, a)| a.clone())
+        let fit = u64::from(subnet.hosts()).saturating_sub(1);
+        if (names.len() as u64) > fit {
+            // At the subnet if the file sets one, else at the first service that does not fit.
+            let at = match &app.subnet {
+                Some((_, at)) => at.clone(),
+                None => app.services[fit as usize].at.clone(),
+            };
+            let bigger = (1..subnet.prefix_len())
+                .rev()
+                .find(|&p| (1u64 << (32 - p)) - 2 > names.len() as u64)
+                .map(|p| {
+                    let network = Ipv4Addr::from(u32::from(subnet.addr()) & (u32::MAX << (32 - p)));
+                    format!("; set a larger one, e.g. subnet: {network}/{p}")
+                })
                 .unwrap_or_default();
+            let which = if app.subnet.is_some() {
+                ""
+            } else {
+                " (the default)"
+            };
             sink.error(
                 at.pos,
-                "subnet",
-                format!("subnet {subnet} has {} host addresses, too few for the gateway and {} services", subnet.hosts(), names.len()),
+                &at.key,
+                format!(
+                    "subnet {subnet}{which} has {} host addresses: room for the gateway and {fit} services, not {}{bigger}",
+                    subnet.hosts(),
+                    names.len()
+                ),
             );
         }
     }

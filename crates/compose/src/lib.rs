@@ -43,11 +43,42 @@ pub fn load(path: &Path) -> Result<Plan, ComposeError> {
     } else {
         path.to_path_buf()
     };
-    let src = std::fs::read_to_string(&file).map_err(|source| ComposeError::Read {
+    let src = read_file(&file).map_err(|source| ComposeError::Read {
         path: file.clone(),
         source,
     })?;
     parse(&src, &file)
+}
+
+/// The largest application file read (a file of hundreds of services is a few tens of KiB).
+pub const FILE_MAX: u64 = 1 << 20;
+
+/// Reads an application file: a regular file (opened without blocking, so a FIFO is refused
+/// instead of waited on) of at most [`FILE_MAX`] bytes of UTF-8.
+fn read_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > FILE_MAX {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "it is {} bytes; an application file may be at most {} MiB",
+                meta.len(),
+                FILE_MAX >> 20
+            ),
+        ));
+    }
+    let mut src = String::new();
+    file.take(FILE_MAX).read_to_string(&mut src)?;
+    Ok(src)
 }
 
 /// Plans the application whose text is `src`; `file` is its path, used in messages and to

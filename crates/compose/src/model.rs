@@ -526,14 +526,7 @@ impl Reader<'_> {
                 }
                 "mem" => {
                     s.mem = self.value(v, &fkey, "a size such as 64M", |t| {
-                        let b = units::size(t)?;
-                        if b % (1 << 20) != 0 {
-                            return Err(format!("'{t}' is not a whole number of MiB (the monitor allocates guest memory in MiB)"));
-                        }
-                        if !(2 << 20..=4096 << 20).contains(&b) {
-                            return Err(format!("'{t}' is out of range: guest memory must be 2M to 4096M"));
-                        }
-                        Ok(b)
+                        units::memory(units::size(t)?).map_err(|e| format!("'{t}' is {e}"))
                     });
                 }
                 "command" => {

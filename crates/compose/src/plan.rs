@@ -25,6 +25,7 @@ use sturdy_fabric::plan::{Plan as FabricPlan, PlanError, Subnet};
 
 use crate::error::Sink;
 use crate::model::{App, Condition, Probe, Restart};
+use crate::units;
 
 /// Guest memory when a service does not say.
 pub const DEFAULT_MEM: u64 = 64 << 20;
@@ -275,9 +276,97 @@ impl Plan {
         serde_json::to_string_pretty(self).expect("a plan is always serializable") + "\n"
     }
 
-    /// The plan read back from [`Plan::to_json`]'s output.
+    /// The plan read back from [`Plan::to_json`]'s output, [`check`](Self::check)ed.
     pub fn from_json(text: &str) -> Result<Plan, serde_json::Error> {
-        serde_json::from_str(text)
+        let plan: Plan = serde_json::from_str(text)?;
+        plan.check().map_err(serde::de::Error::custom)?;
+        Ok(plan)
+    }
+
+    /// Checks what a plan that did not come from [`crate::load`] (one read from the API or
+    /// from a database) must hold before anything is built from it: every name follows the
+    /// application file's rules (names become file names: a log per service, a file per
+    /// volume), names are unique and refer to what exists, memory is what the file allows,
+    /// and no path or argument holds a NUL.
+    pub fn check(&self) -> Result<(), String> {
+        let label = |what: &str, name: &str| units::label(name).map_err(|e| format!("{what}: {e}"));
+        let device =
+            |what: &str, name: &str| units::device(name).map_err(|e| format!("{what}: {e}"));
+        label("the application's name", &self.name)?;
+        let mut names = std::collections::HashSet::new();
+        for s in &self.services {
+            label("a service name", &s.name)?;
+            if !names.insert(s.name.as_str()) {
+                return Err(format!("service '{}' is planned twice", s.name));
+            }
+        }
+        let service = |what: &str, name: &str| {
+            if names.contains(name) {
+                Ok(())
+            } else {
+                Err(format!("{what} '{name}' is no service of the plan"))
+            }
+        };
+        let mut volumes = std::collections::HashSet::new();
+        for v in &self.volumes {
+            label("a volume name", &v.name)?;
+            if !volumes.insert(v.name.as_str()) {
+                return Err(format!("volume '{}' is planned twice", v.name));
+            }
+            if let Some(s) = &v.service {
+                service("the volume's service", s)?;
+            }
+        }
+        for name in &self.start_order {
+            service("the start order's", name)?;
+        }
+        if self.start_order.len() != self.services.len() {
+            return Err("the start order does not list every service once".into());
+        }
+        for s in &self.services {
+            let within = |e: String| format!("service '{}': {e}", s.name);
+            if s.image.as_os_str().as_encoded_bytes().contains(&0)
+                || s.args.iter().any(|a| a.contains('\0'))
+            {
+                return Err(within("its image or arguments hold a NUL byte".into()));
+            }
+            units::memory(s.mem)
+                .map_err(|e| within(format!("its memory ({} bytes) is {e}", s.mem)))?;
+            device("its NIC's name", &s.nic).map_err(within)?;
+            for e in &s.provides {
+                label("an endpoint name", &e.name).map_err(within)?;
+            }
+            for a in &s.volumes {
+                label("a volume name", &a.volume).map_err(within)?;
+                device("a block device name", &a.device).map_err(within)?;
+                if !volumes.contains(a.volume.as_str()) {
+                    return Err(within(format!("volume '{}' is not planned", a.volume)));
+                }
+            }
+            for p in &s.ports {
+                label("a published endpoint", &p.endpoint).map_err(within)?;
+            }
+            for u in &s.uses {
+                for part in u.split('.') {
+                    label("a capability name", part).map_err(within)?;
+                }
+            }
+            for d in &s.depends_on {
+                service("a dependency", &d.service).map_err(within)?;
+            }
+        }
+        for c in &self.capabilities {
+            service("a capability's consumer", &c.consumer)?;
+            service("a capability's provider", &c.provider)?;
+            label("a capability's endpoint", &c.endpoint)?;
+        }
+        for e in &self.egress {
+            service("an egress capability's consumer", &e.consumer)?;
+            for part in e.name.split('.') {
+                label("an egress capability's name", part)?;
+            }
+        }
+        Ok(())
     }
 }
 

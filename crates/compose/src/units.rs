@@ -163,6 +163,33 @@ pub fn egress(s: &str) -> Result<(Ipv4Addr, u16, Proto), String> {
     Ok((ip, p, pr))
 }
 
+/// Guest memory the monitor can give: at least this much (a deprivileged sturdy-rt guest with
+/// a NIC needs its kernel, a stack, 2 MiB of the monitor's tables and 2 MiB of NIC rings).
+pub const MEM_MIN: u64 = 8 << 20;
+/// At most this much guest memory.
+pub const MEM_MAX: u64 = 4096 << 20;
+
+/// Checks `bytes` of guest memory: a multiple of 2 MiB (the monitor maps guest memory in
+/// 2 MiB pages and would round anything else down), from [`MEM_MIN`] to [`MEM_MAX`]. The
+/// error says what is wrong, to follow "'64K' is ...".
+pub fn memory(bytes: u64) -> Result<u64, String> {
+    if bytes % (2 << 20) != 0 {
+        return Err(
+            "not a multiple of 2M (the monitor maps guest memory in 2 MiB pages)".to_string(),
+        );
+    }
+    if !(MEM_MIN..=MEM_MAX).contains(&bytes) {
+        return Err(format!(
+            "out of range: guest memory must be {}M to {}M (a unikernel with a NIC needs {}M: \
+             its kernel, a stack, the monitor's page tables and the NIC's rings)",
+            MEM_MIN >> 20,
+            MEM_MAX >> 20,
+            MEM_MIN >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
 /// A name of a service, endpoint or volume: 1 to 63 ASCII letters, digits, `-`, `_`, starting
 /// with a letter or digit (a boot configuration label, `docs/bootcfg.md`).
 pub fn label(s: &str) -> Result<(), String> {
