@@ -65,3 +65,217 @@ fn an_unpublished_service_is_probed_without_a_host_listener() {
     assert!(text.contains("last probe      ok"), "{text}");
     home.ok(&["down", "-p", "quiet", "--volumes"]);
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// An image that is a FIFO (whose open would block for ever) is refused by `up` at once,
+/// storing nothing; and a daemon that finds one behind a recorded application answers
+/// anyway, brings back the others, shows that one as failed with the reason, and stops.
+#[test]
+fn an_image_that_would_block_wedges_nothing() {
+    preconditions();
+    let home = Home::new("trust-fifo");
+
+    let wedge = guestbook_in(&home.dir.join("wedge"), "wedge", free_port());
+    let fifo = home.dir.join("web.fifo");
+    mkfifo(&fifo);
+    let web = guests::path("web").display().to_string();
+    let yaml = std::fs::read_to_string(&wedge).unwrap();
+    std::fs::write(&wedge, yaml.replace(&web, fifo.to_str().unwrap())).unwrap();
+    let out = home.run(&["up", "-d", wedge.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("service web") && err.contains("a FIFO, not a regular file"),
+        "{err}"
+    );
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]), "nothing stored");
+
+    // Two applications up; then one's image becomes a FIFO while no daemon runs.
+    let copy = home.dir.join("web.img");
+    std::fs::copy(guests::path("web"), &copy).unwrap();
+    let later = guestbook_in(&home.dir.join("later"), "later", free_port());
+    let yaml = std::fs::read_to_string(&later).unwrap();
+    std::fs::write(&later, yaml.replace(&web, copy.to_str().unwrap())).unwrap();
+    let fine = guestbook_in(&home.dir.join("fine"), "fine", free_port());
+    home.ok(&["up", "-d", "--wait", later.to_str().unwrap()]);
+    home.ok(&["up", "-d", "--wait", fine.to_str().unwrap()]);
+    kill_9(home.daemon_pid().unwrap());
+    std::fs::remove_file(&copy).unwrap();
+    mkfifo(&copy);
+
+    // The next command starts a daemon that answers.
+    let apps = home.json(&["ps"]);
+    let later_app = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "later")
+        .unwrap_or_else(|| panic!("{apps}"));
+    assert_eq!(later_app["status"], "failed", "{apps}");
+    let why = later_app["error"].as_str().unwrap();
+    assert!(why.contains("a FIFO, not a regular file"), "{why}");
+    home.wait_state("fine", "web", "healthy", Duration::from_secs(30));
+    let stop = home.run(&["daemon", "stop"]);
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(home.daemon_pid().is_none());
+    home.ok(&["down", "-p", "fine", "--volumes"]);
+    home.ok(&["down", "-p", "later", "--volumes"]);
+}
+
+/// A raw request to the daemon's API: (status, body).
+fn api(home: &Home, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(home.dir.join("sturdy.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: sturdy\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // The daemon may answer (and close) before reading a body it refuses.
+    let _ = s.write_all(body);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            found.extend(files_under(&p));
+        } else {
+            found.push(p);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The API checks a plan as the file is checked: names that would make paths outside the
+/// state directory, or other names the file refuses, are a 400 and create nothing; a request
+/// too large says the limit.
+#[test]
+fn the_api_refuses_plans_the_file_would_refuse() {
+    let home = Home::new("trust-api");
+    let mut daemon = home
+        .cmd(&["daemon", "run"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the daemon's socket", || {
+        home.dir.join("sturdy.sock").exists()
+    });
+    let file = guestbook_in(&home.dir.join("app"), "names", free_port());
+    let plan: serde_json::Value = home.json(&["config", file.to_str().unwrap()]);
+    let victim = home.dir.join("victim.img");
+    std::fs::write(&victim, b"precious").unwrap();
+    let before = files_under(&home.dir);
+
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 4] = [
+        ("volume", |p| {
+            p["volumes"][0]["name"] = "../../victim".into();
+            p["services"][1]["volumes"][0]["volume"] = "../../victim".into();
+        }),
+        ("service", |p| {
+            p["services"][0]["name"] = "../../../web".into();
+            p["start_order"][1] = "../../../web".into();
+        }),
+        ("device", |p| {
+            p["services"][1]["volumes"][0]["device"] = "storage=/etc/passwd".into()
+        }),
+        ("memory", |p| p["services"][0]["mem"] = (2u64 << 20).into()),
+    ];
+    for (what, edit) in edits {
+        let mut bad = plan.clone();
+        edit(&mut bad);
+        let body = serde_json::json!({ "plan": bad }).to_string();
+        let (status, answer) = api(&home, "POST", "/v1/apps", body.as_bytes());
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert!(answer.contains("not a valid plan"), "{what}: {answer}");
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(
+        files_under(&home.dir),
+        before,
+        "a refused plan created files"
+    );
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]));
+
+    let huge = vec![b' '; 10 << 20];
+    let (status, answer) = api(&home, "POST", "/v1/apps", &huge);
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("larger than the 8 MiB"), "{answer}");
+    home.ok(&["daemon", "stop"]);
+    daemon.wait().unwrap();
+}
+
+/// A state directory that another user owns, or that others may write, is refused before
+/// anything is written there: a link planted as daemon.pid is not followed.
+#[test]
+fn a_state_directory_others_control_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new("trust-statedir");
+    let target = home.dir.join("target-file");
+    std::fs::write(&target, b"untouched").unwrap();
+
+    let theirs = home.dir.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::symlink(&target, theirs.join("daemon.pid")).unwrap();
+    std::os::unix::fs::symlink(&target, theirs.join("daemon.log")).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+
+    let open = home.dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    for (dir, why) in [
+        (&theirs, "is owned by uid 65534"),
+        (&open, "is writable by others (mode 777)"),
+    ] {
+        for args in [&["daemon", "run"][..], &["ps"][..]] {
+            let out = home.cmd(args).env("STURDY_HOME", dir).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "{args:?} in {}: {err}",
+                dir.display()
+            );
+            assert!(
+                err.contains(&format!("refusing state directory {}", dir.display()))
+                    && err.contains(why),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "files written"
+    );
+    // Others may not write, but the owner's sticky /tmp-like parent is fine.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&home.dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = home
+        .cmd(&["ps"])
+        .env("STURDY_HOME", &open)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::set_permissions(&home.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -1,5 +1,5 @@
-//! The one place with `unsafe`: letting a monitor inherit its NIC's fd across exec, and
-//! signalling a process by pid.
+//! The one place with `unsafe`: letting a monitor inherit its NIC's fd across exec,
+//! signalling a process by pid, and asking who this process is.
 #![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
@@ -47,4 +47,10 @@ pub fn signal(pid: u32, signal: i32) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The user this process acts as (its effective uid).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }

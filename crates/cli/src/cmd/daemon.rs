@@ -3,6 +3,7 @@
 //! to `STATE/daemon.log`.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -137,6 +138,11 @@ fn is_zombie(pid: u32) -> bool {
 /// daemon ran here: it stopped or was killed, and applications may be recorded as up), starts
 /// one, which brings them back. `None`: no daemon ever ran here, so nothing is up.
 pub fn existing(state: &Path) -> Result<Option<Client>, CliError> {
+    if !state.exists() {
+        return Ok(None);
+    }
+    // Its socket and database are trusted only in a directory no one else controls.
+    sturdy_daemon::server::check_state_dir(state).map_err(|e| anyhow!(e))?;
     let client = Client::new(state);
     match probe(&client).map_err(|e| anyhow!(e))? {
         Some(_) => Ok(Some(client)),
@@ -180,17 +186,28 @@ pub fn required(state: &Path) -> Result<Client, CliError> {
 
 /// A client of the daemon for `state`, starting one (in the background) if none answers.
 pub fn connect(state: &Path, hvt: Option<&Path>) -> Result<Client, CliError> {
+    if state.exists() {
+        sturdy_daemon::server::check_state_dir(state).map_err(|e| anyhow!(e))?;
+    }
     let client = Client::new(state);
     if probe(&client).map_err(|e| anyhow!(e))?.is_some() {
         return Ok(client);
     }
     let hvt = locate_hvt(hvt)?;
-    std::fs::create_dir_all(state)
-        .with_context(|| format!("cannot create the state directory {}", state.display()))?;
+    if !state.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state)
+            .with_context(|| format!("cannot create the state directory {}", state.display()))?;
+    }
+    // Before writing anything there: a directory another user controls is refused.
+    sturdy_daemon::server::check_state_dir(state).map_err(|e| anyhow!(e))?;
     let log_path = state.join("daemon.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&log_path)
         .map_err(|e| anyhow!("{}: {}", log_path.display(), io_reason(&e)))?;
     let exe = std::env::current_exe().context("cannot find the sturdy executable")?;

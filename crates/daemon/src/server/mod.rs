@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -55,6 +55,16 @@ const SOCKET_PATH_MAX: usize = 107;
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
 /// How often a capture looks at its limits and its reader.
 const CAPTURE_POLL: Duration = Duration::from_millis(50);
+/// How long reading an application's images may take (`up`, and bringing it back): a file
+/// on a file system that does not answer must not hold the daemon.
+pub const IMAGE_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests about applications wait for the daemon to finish bringing back the
+/// applications recorded as up, before they are answered with what is up so far.
+const RESTORE_WAIT: Duration = Duration::from_secs(30);
+/// The largest request body the daemon reads (an `up` request carries a plan).
+pub const REQUEST_MAX: usize = 8 << 20;
+/// How long a stopping daemon waits for its open requests (a `logs -f`, a capture) to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How the daemon runs.
 #[derive(Clone, Debug)]
@@ -104,14 +114,24 @@ struct Daemon {
     /// in the order the requests were carried out.
     acts: tokio::sync::Mutex<()>,
     shutdown: tokio::sync::Notify,
+    /// Set once the applications recorded as up were brought back (or given up on).
+    restored: tokio::sync::watch::Sender<bool>,
+    /// Set once the daemon stops: nothing is brought back after that.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Runs the daemon until SIGTERM, SIGINT or `POST /v1/daemon/shutdown`; then stops every
 /// application (they stay recorded as up and start again with the next daemon).
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let dir = &config.state_dir;
-    std::fs::create_dir_all(dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| other(format!("{}: {e}", dir.display())))?;
+    }
+    check_state_dir(dir)?;
     let socket = dir.join(SOCKET);
     if socket.as_os_str().len() > SOCKET_PATH_MAX {
         return Err(other(format!(
@@ -121,7 +141,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         )));
     }
     let _lock = lock(dir)?;
-    std::fs::write(dir.join(PID_FILE), format!("{}\n", std::process::id()))
+    write_pid_file(&dir.join(PID_FILE))
         .map_err(|e| other(format!("{}: {e}", dir.join(PID_FILE).display())))?;
     let store = Store::open(&dir.join("state.db")).map_err(other)?;
     stop_leftovers(&store);
@@ -134,8 +154,9 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         changes: tokio::sync::Mutex::new(()),
         acts: tokio::sync::Mutex::new(()),
         shutdown: tokio::sync::Notify::new(),
+        restored: tokio::sync::watch::Sender::new(false),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
-    daemon.bring_back();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -150,13 +171,82 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     result
 }
 
+/// Refuses a state directory someone else could change under the daemon or its clients: it
+/// must be a directory (not a symbolic link) owned by this user (or root, whose directory a
+/// client may use) and writable by no one else,
+/// and each of its ancestors owned by that user or root and writable by no one else unless
+/// sticky (as /tmp is). Otherwise another user could plant a link where the daemon writes
+/// (its pid file), swap its database, or listen on its socket.
+pub fn check_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = crate::os::effective_uid();
+    let refuse = |path: &Path, why: String| {
+        other(format!(
+            "refusing state directory {}: {} {why}; use a directory only this user \
+             ({me}) can change, e.g. `install -d -m 700 DIR`",
+            dir.display(),
+            path.display(),
+        ))
+    };
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse(dir, "is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(refuse(dir, "is not a directory".into()));
+    }
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(refuse(dir, format!("is owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(
+            dir,
+            format!("is writable by others (mode {:o})", meta.mode() & 0o7777),
+        ));
+    }
+    let absolute =
+        std::fs::canonicalize(dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
+    for ancestor in absolute.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor)
+            .map_err(|e| other(format!("{}: {e}", ancestor.display())))?;
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(refuse(ancestor, format!("is owned by uid {}", meta.uid())));
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.mode() & 0o022 != 0 && !sticky {
+            return Err(refuse(
+                ancestor,
+                format!("is writable by others (mode {:o})", meta.mode() & 0o7777),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes this process's pid to `path`, never through a symbolic link.
+fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = File::options()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    writeln!(file, "{}", std::process::id())
+}
+
 /// Takes the state directory's lock, held for the daemon's life.
 fn lock(dir: &Path) -> Result<File, DaemonError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(LOCK);
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| other(format!("{}: {e}", path.display())))?;
     match file.try_lock() {
@@ -216,6 +306,10 @@ async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<(), DaemonError> {
         socket.display(),
         std::process::id()
     ));
+    // Listening first: an application that cannot be brought back (an image on a hung
+    // mount) must not keep the daemon from answering, nor the others from coming back.
+    let d = daemon.clone();
+    tokio::task::spawn_blocking(move || d.bring_back());
     let router = Router::new()
         .route("/v1/daemon", get(routes::daemon_info))
         .route("/v1/daemon/shutdown", post(routes::shutdown))
@@ -229,7 +323,14 @@ async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<(), DaemonError> {
             "/v1/apps/{app}/services/{service}/{action}",
             post(routes::act),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(REQUEST_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            daemon.clone(),
+            wait_for_restore,
+        ))
         .with_state(daemon.clone());
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let stopped_apps = stopped.clone();
     let stop = async move {
         use tokio::signal::unix::{signal, SignalKind};
         match (
@@ -247,16 +348,47 @@ async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<(), DaemonError> {
         // an attached up), which the graceful shutdown would otherwise wait for forever.
         let d = daemon.clone();
         let _ = tokio::task::spawn_blocking(move || d.stop_all()).await;
+        stopped_apps.notify_one();
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|e| other(format!("serving {}: {e}", socket.display())))
+    let serving = axum::serve(listener, router).with_graceful_shutdown(stop);
+    // Requests still open once the applications are stopped get a short grace, not forever.
+    let grace = async {
+        stopped.notified().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        log("requests still open after the applications stopped: closing them");
+    };
+    tokio::select! {
+        served = serving => served.map_err(|e| other(format!("serving {}: {e}", socket.display()))),
+        () = grace => Ok(()),
+    }
+}
+
+/// Holds requests about applications (not those about the daemon itself) until the
+/// applications recorded as up are brought back, for at most [`RESTORE_WAIT`]: `ps` right
+/// after a daemon starts shows them as they are, not missing.
+async fn wait_for_restore(
+    Axum(d): Axum<Arc<Daemon>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path().starts_with("/v1/apps") {
+        let mut restored = d.restored.subscribe();
+        let _ = tokio::time::timeout(RESTORE_WAIT, restored.wait_for(|done| *done)).await;
+    }
+    next.run(request).await
 }
 
 impl Daemon {
-    /// Starts the applications recorded as up.
+    /// Starts the applications recorded as up, each only once its images were read within
+    /// [`IMAGE_READ_TIMEOUT`]; one that cannot be started is shown as failed with the reason,
+    /// the others come back. Holds the changes lock meanwhile (an `up` or `down` waits).
     fn bring_back(&self) {
+        let _change = self.changes.blocking_lock();
+        self.bring_back_apps();
+        self.restored.send_replace(true);
+    }
+
+    fn bring_back_apps(&self) {
         let records = match self.store.apps() {
             Ok(r) => r,
             Err(e) => {
@@ -265,9 +397,14 @@ impl Daemon {
             }
         };
         for r in records {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             let stopped = self.store.stopped(&r.name).unwrap_or_default();
             let why = match Plan::from_json(&r.plan) {
-                Ok(plan) => match self.start(plan, r.created_at.clone(), stopped) {
+                Ok(plan) => match App::check_images(&plan, IMAGE_READ_TIMEOUT)
+                    .and_then(|()| self.start(plan, r.created_at.clone(), stopped))
+                {
                     Ok(_) => {
                         log(&format!("started {} again", r.name));
                         continue;
@@ -341,6 +478,7 @@ impl Daemon {
     }
 
     fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let entries: Vec<Entry> = self.apps.locked().drain().map(|(_, e)| e).collect();
         for e in entries {
             e.app.stop();

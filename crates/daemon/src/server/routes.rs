@@ -2,6 +2,7 @@
 //! NDJSON for logs) and failing with an [`ApiError`] a client can show as is.
 
 use super::*;
+use axum::extract::rejection::BytesRejection;
 
 /// A failed request: its status and what to tell the user.
 pub(super) struct ApiError(pub(super) StatusCode, pub(super) String);
@@ -188,6 +189,41 @@ pub(super) async fn show(
     ))
 }
 
+/// The plan of an `up` request, checked before anything is built from it: every name as the
+/// application file allows it (names become file names under the state directory), images
+/// absolute paths. A request that is not one is a 400 that says why.
+fn up_request(body: Result<Bytes, BytesRejection>) -> Result<UpRequest, ApiError> {
+    let bad = |why: String| ApiError(StatusCode::BAD_REQUEST, why);
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request is larger than the {} MiB the daemon accepts for a plan \
+                     (application files are at most {} MiB)",
+                    super::REQUEST_MAX >> 20,
+                    sturdy_compose::FILE_MAX >> 20
+                ),
+            )
+        } else {
+            bad(format!("cannot read the request: {e}"))
+        }
+    })?;
+    let req: UpRequest =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("not a plan: {e}")))?;
+    let plan = &req.plan;
+    plan.check()
+        .map_err(|e| bad(format!("not a valid plan: {e}")))?;
+    if let Some(s) = plan.services.iter().find(|s| !s.image.is_absolute()) {
+        return Err(bad(format!(
+            "not a valid plan: service '{}': its image {} is not an absolute path",
+            s.name,
+            s.image.display()
+        )));
+    }
+    Ok(req)
+}
+
 /// An application name is a directory name under STATE/apps.
 fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
@@ -211,11 +247,21 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 
 pub(super) async fn up(
     Axum(d): Axum<Arc<Daemon>>,
-    Json(req): Json<UpRequest>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<AppInfo> {
-    let plan = req.plan;
+    let plan = up_request(body)?.plan;
     let name = plan.name.clone();
     check_name(&name)?;
+    // Before anything is stopped or stored: an image that cannot be read changes nothing.
+    let checked = plan.clone();
+    blocking(move || App::check_images(&checked, super::IMAGE_READ_TIMEOUT))
+        .await?
+        .map_err(|e| {
+            ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("cannot start {name}: {e}"),
+            )
+        })?;
     let _change = d.changes.lock().await;
     d.unrestored.locked().remove(&name);
     let existing = d

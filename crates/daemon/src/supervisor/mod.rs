@@ -374,6 +374,45 @@ impl App {
         }
     }
 
+    /// Reads and checks the image of every service of `plan` (a regular file, a unikernel
+    /// sturdy can run, with the NIC its endpoints need), giving up after `timeout`: a file on
+    /// a hung network mount must not hold the caller. The reads go on a thread of their own,
+    /// left behind if it does not return.
+    pub fn check_images(plan: &Plan, timeout: Duration) -> Result<(), Error> {
+        let (tx, rx) = mpsc::channel();
+        let services = plan.services.clone();
+        std::thread::Builder::new()
+            .name("image-check".into())
+            .spawn(move || {
+                for s in &services {
+                    let result = image_has_nic(s).map(|_| ());
+                    let failed = result.is_err();
+                    if tx.send(result).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::Io(format!("cannot start a thread to read images: {e}")))?;
+        let deadline = Instant::now() + timeout;
+        // The thread reads them in order: the one not answered is the one it is stuck on.
+        for s in &plan.services {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(Error::Io(format!(
+                        "service {}: reading its image {} took longer than {timeout:?}: is it \
+                         on a file system that does not answer?",
+                        s.name,
+                        s.image.display()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the volume files under `state_dir/volumes` (sparse, kept if they exist) and
     /// opens each service's console log `state_dir/logs/SERVICE.log` (continuing it), starts
     /// the fabric and gateway and the supervision thread, and returns: the services

@@ -99,11 +99,37 @@ pub fn needed_len(head: &[u8]) -> Option<u64> {
 
 /// Reads the part of the unikernel file at `path` the loader needs (see [`needed_len`]):
 /// headers, notes and loadable segments, not the debug information after them.
+///
+/// Only a regular file is read: the file is opened without blocking (a FIFO or a device
+/// would otherwise hold the caller for as long as nobody writes to it) and anything else is
+/// refused with `InvalidInput`, naming what it is.
 pub fn read_image(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
+    use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
     const HEAD: u64 = 64 << 10;
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a file"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what}, not a regular file (an image must be an ELF file)"),
+        ));
+    }
+    let size = meta.len();
     let mut image = vec![0u8; HEAD.min(size) as usize];
     file.read_exact_at(&mut image, 0)?;
     let want = needed_len(&image).unwrap_or(size).min(size) as usize;
@@ -701,5 +727,36 @@ mod tests {
         image.entry = 0;
         let f = with_phdr(&image, TEXT, P_FLAGS, 7);
         assert!(err(&f, MEM).contains("entry point"));
+    }
+
+    /// A FIFO with no writer would block an open for ever (it wedged the daemon that read
+    /// images): refused at once, as a directory is.
+    #[test]
+    fn only_regular_files_are_read_as_images() {
+        let dir = std::env::temp_dir().join(format!("sturdy-read-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(read_image(&path)));
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading a FIFO as an image blocked")
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().starts_with("a FIFO, not a regular file"),
+            "{e}"
+        );
+        let e = read_image(&dir).unwrap_err();
+        assert!(e.to_string().starts_with("a directory"), "{e}");
+        let file = dir.join("hello");
+        std::fs::write(&file, b"\x7fELF").unwrap();
+        assert_eq!(read_image(&file).unwrap(), b"\x7fELF");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
