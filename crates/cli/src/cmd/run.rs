@@ -48,8 +48,8 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", default_value = "64M")]
     pub mem: String,
 
-    /// Publish guest TCP port GUEST on host port HOST (127.0.0.1 unless an address is given:
-    /// `0.0.0.0:8080:80`); repeatable
+    /// Publish guest TCP port GUEST on host port HOST, on every host address (0.0.0.0, as
+    /// Docker and Compose do) unless one is given: `127.0.0.1:8080:80`; repeatable
     #[arg(short = 'P', long = "publish", value_name = "[IP:]HOST:GUEST")]
     pub publish: Vec<String>,
 
@@ -264,5 +264,13 @@ mod tests {
             .ends_with(&["--verbose".to_string(), "a=\"b\"".to_string()]));
         assert_eq!(s.ports[0].host_port, 8080);
         assert_eq!(s.ports[0].guest_port, 80);
+        // On every host address unless one is given, as the flag's help says.
+        assert_eq!(s.ports[0].host_ip, std::net::Ipv4Addr::UNSPECIFIED);
+        let publish = <Args as clap::Args>::augment_args(clap::Command::new("run"))
+            .get_arguments()
+            .find(|a| a.get_id() == "publish")
+            .and_then(|a| a.get_help().map(|h| h.to_string()))
+            .unwrap();
+        assert!(publish.contains("every host address (0.0.0.0"), "{publish}");
     }
 }
