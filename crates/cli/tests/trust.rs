@@ -279,3 +279,34 @@ fn a_state_directory_others_control_is_refused() {
     assert!(out.status.success(), "{out:?}");
     std::fs::set_permissions(&home.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// `sturdy start` of every service follows depends_on: web (which waits for db to be
+/// healthy) starts only once db is healthy, as when the application came up.
+#[test]
+fn start_of_all_services_waits_for_dependencies() {
+    preconditions();
+    let home = Home::new("trust-start");
+    let file = guestbook_in(&home.dir.join("app"), "order", free_port());
+    home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
+    home.ok(&["stop", "-p", "order"]);
+    let out = home.ok(&["start", "-p", "order"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with("db started")
+            && lines[1].starts_with("web started"),
+        "{out}"
+    );
+    let (db, web) = (home.service("order", "db"), home.service("order", "web"));
+    let db_healthy = db["healthy_since"]
+        .as_str()
+        .expect("db healthy")
+        .to_string();
+    let web_started = web["started_at"].as_str().unwrap().to_string();
+    // Both are RFC 3339 UTC with the same precision: text order is time order.
+    assert!(
+        web_started >= db_healthy,
+        "web started {web_started}, db healthy {db_healthy}"
+    );
+    home.ok(&["down", "-p", "order", "--volumes"]);
+}

@@ -4,9 +4,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use std::time::{Duration, Instant};
+
 use anyhow::anyhow;
-use sturdy_daemon::api::AppInfo;
-use sturdy_daemon::client::encode;
+use sturdy_compose::{Condition, DependencyPlan};
+use sturdy_daemon::api::{AppInfo, InspectInfo};
+use sturdy_daemon::client::{encode, Client};
 
 use super::Target;
 use crate::error::CliError;
@@ -53,16 +56,17 @@ pub fn run(verb: Verb, args: &Args, state: &Path, out: &mut dyn Write) -> Result
         .get(&app_path)
         .map_err(|e| super::ps::not_running(e, state))?;
     let mut services = args.services.clone();
+    // All of them: in the order their dependencies ask (depends_on), each started once what
+    // it depends on is started or healthy as the file says; stopped in the reverse order.
+    let mut dependencies = Vec::new();
     if services.is_empty() {
-        services = info.services.iter().map(|s| s.name.clone()).collect();
-        // Dependents first when stopping: the file order puts nothing in particular first,
-        // so stop in reverse of the order the daemon started them.
-        services.sort_by_key(|s| {
-            info.services
-                .iter()
-                .find(|x| x.name == *s)
-                .and_then(|x| x.started_at.clone())
-        });
+        for s in &info.services {
+            let inspect: InspectInfo = client
+                .get(&format!("{app_path}/services/{}", encode(&s.name)))
+                .map_err(|e| anyhow!(e))?;
+            dependencies.push((s.name.clone(), inspect.plan.depends_on));
+        }
+        services = start_order(&dependencies);
         if verb == Verb::Stop {
             services.reverse();
         }
@@ -73,6 +77,14 @@ pub fn run(verb: Verb, args: &Args, state: &Path, out: &mut dyn Write) -> Result
         Verb::Restart => "restart",
     };
     for service in &services {
+        if verb != Verb::Stop {
+            let deps = dependencies
+                .iter()
+                .find(|(n, _)| n == service)
+                .map(|(_, d)| d.as_slice())
+                .unwrap_or_default();
+            wait_for_dependencies(&client, &app_path, service, deps)?;
+        }
         let after: AppInfo = client
             .post(
                 &format!("{app_path}/services/{}/{action}", encode(service)),
@@ -93,4 +105,106 @@ pub fn run(verb: Verb, args: &Args, state: &Path, out: &mut dyn Write) -> Result
         writeln!(out, "{service} {done}")?;
     }
     Ok(())
+}
+
+/// How long `start` and `restart` of all services wait for a dependency.
+const DEPENDENCY_WAIT: Duration = Duration::from_secs(120);
+
+/// Service names ordered so that each comes after what it depends on (ties in the given
+/// order; a cycle, which the file refuses, leaves the rest in the given order).
+fn start_order(services: &[(String, Vec<DependencyPlan>)]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < services.len() {
+        let next = services.iter().find(|(name, deps)| {
+            !order.contains(name)
+                && deps.iter().all(|d| {
+                    order.contains(&d.service) || !services.iter().any(|(n, _)| *n == d.service)
+                })
+        });
+        match next {
+            Some((name, _)) => order.push(name.clone()),
+            None => {
+                let rest = services.iter().filter(|(n, _)| !order.contains(n));
+                let rest: Vec<String> = rest.map(|(n, _)| n.clone()).collect();
+                order.extend(rest);
+            }
+        }
+    }
+    order
+}
+
+/// Waits until each of `service`'s dependencies is started or healthy, as its condition
+/// asks; one stopped on request does not hold it (as when the daemon starts the application).
+fn wait_for_dependencies(
+    client: &Client,
+    app_path: &str,
+    service: &str,
+    deps: &[DependencyPlan],
+) -> Result<(), CliError> {
+    if deps.is_empty() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + DEPENDENCY_WAIT;
+    loop {
+        let info: AppInfo = client.get(app_path).map_err(|e| anyhow!(e))?;
+        let mut waiting = None;
+        for d in deps {
+            let Some(dep) = info.services.iter().find(|s| s.name == d.service) else {
+                continue;
+            };
+            let ready = match (d.condition, dep.state.as_str()) {
+                (_, "stopped") => true,
+                (Condition::ServiceHealthy, state) => state == "healthy",
+                (Condition::ServiceStarted, state) => {
+                    dep.pid.is_some() && !matches!(state, "created" | "exited" | "crash-loop")
+                }
+            };
+            if !ready {
+                let want = match d.condition {
+                    Condition::ServiceHealthy => "healthy",
+                    Condition::ServiceStarted => "started",
+                };
+                let probe = dep
+                    .last_probe_error
+                    .as_deref()
+                    .map(|e| format!("; last probe: {e}"))
+                    .unwrap_or_default();
+                waiting = Some(format!(
+                    "{service} waits for {} to be {want} (it is {}{probe})",
+                    d.service, dep.state
+                ));
+                break;
+            }
+        }
+        let Some(waiting) = waiting else {
+            return Ok(());
+        };
+        if Instant::now() >= deadline {
+            return Err(anyhow!("{waiting}: gave up after {DEPENDENCY_WAIT:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(service: &str) -> DependencyPlan {
+        DependencyPlan {
+            service: service.into(),
+            condition: Condition::ServiceHealthy,
+        }
+    }
+
+    #[test]
+    fn dependencies_start_first() {
+        let services = vec![
+            ("web".to_string(), vec![dep("db"), dep("cache")]),
+            ("db".to_string(), vec![]),
+            ("cache".to_string(), vec![dep("db")]),
+            ("other".to_string(), vec![]),
+        ];
+        assert_eq!(start_order(&services), ["db", "cache", "web", "other"]);
+    }
 }
