@@ -310,3 +310,42 @@ fn start_of_all_services_waits_for_dependencies() {
     );
     home.ok(&["down", "-p", "order", "--volumes"]);
 }
+
+/// `up -d --wait` fails, naming the service, when one without a healthcheck exits (here it
+/// crash-loops); `up -d` of an unchanged file says so instead of reprinting old events.
+#[test]
+fn up_wait_fails_on_a_crashing_service_and_an_unchanged_up_says_so() {
+    preconditions();
+    let home = Home::new("trust-wait");
+    let echo_only = format!(
+        "name: waity\nservices:\n  echo:\n    image: {}\n    provides: {{ echo: 7/tcp }}\n",
+        guests::path("tcpecho").display(),
+    );
+    // hostile with no attack prints its usage and exits 1.
+    let with_crasher = format!(
+        "{echo_only}  bad:\n    image: {}\n    volumes: [\"scratch:storage\"]\n    \
+         restart: on-failure\nvolumes:\n  scratch: {{ size: 1M }}\n",
+        guests::path("hostile").display(),
+    );
+    let dir = home.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sturdy.yaml");
+    let path = file.to_str().unwrap();
+
+    std::fs::write(&file, &with_crasher).unwrap();
+    let out = home.run(&["up", "-d", "--wait", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--wait passed: {err}");
+    assert!(
+        err.contains("bad is ") && err.contains("exited with status 1"),
+        "{err}"
+    );
+
+    std::fs::write(&file, &echo_only).unwrap();
+    let first = home.ok(&["up", "-d", "--wait", path]);
+    assert!(first.contains("echo started"), "{first}");
+    let again = home.ok(&["up", "-d", "--wait", path]);
+    assert!(again.contains("waity is up to date"), "{again}");
+    assert!(!again.contains("started"), "old events again:\n{again}");
+    home.ok(&["down", "-p", "waity", "--volumes"]);
+}

@@ -75,6 +75,10 @@ pub struct AppInfo {
     pub published: Vec<PublishedInfo>,
     /// Its services, in file order.
     pub services: Vec<ServiceInfo>,
+    /// In the answer to an `up`: the application was already up from the same plan, and
+    /// nothing was done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub up_to_date: bool,
 }
 
 /// A host address where an endpoint is published.

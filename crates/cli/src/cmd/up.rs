@@ -103,6 +103,14 @@ pub fn run(args: &Args, state: &Path) -> Result<(), CliError> {
     let info: AppInfo = client
         .post("/v1/apps", &UpRequest { plan })
         .map_err(|e| anyhow!(e))?;
+    if info.up_to_date {
+        // What happened before is no news: the states seen now are where changes start.
+        progress.change_lines(&info);
+        progress.line(&format!(
+            "{name} is up to date (up since {}, from the same file)",
+            info.created_at
+        ))?;
+    }
     let wait_healthy = args.wait;
     let info = match follow_start(&client, info, &mut progress, wait_healthy, args, &stop) {
         Ok(info) => info,
@@ -156,6 +164,12 @@ fn follow_start(
 ) -> Result<AppInfo, CliError> {
     let deadline = Instant::now() + args.wait_timeout;
     let path = format!("/v1/apps/{}", encode(&info.name));
+    // Restarts so far: one more while waiting means a service exited.
+    let restarts: HashMap<String, u32> = info
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.restarts))
+        .collect();
     loop {
         progress.changes(&info)?;
         if let Some(error) = &info.error {
@@ -170,16 +184,22 @@ fn follow_start(
             if !wait_healthy {
                 return Ok(info);
             }
-            if let Some(dead) = info.services.iter().find(|s| is_dead(s)) {
+            let restarted =
+                |s: &ServiceInfo| s.restarts > restarts.get(&s.name).copied().unwrap_or(0);
+            if let Some(dead) = info.services.iter().find(|s| is_dead(s) || restarted(s)) {
+                let exit = dead
+                    .last_exit
+                    .map(|c| format!(" (it exited with status {c}, {} restarts)", dead.restarts))
+                    .unwrap_or_default();
                 return Err(anyhow!(
-                    "{} is {}: `sturdy logs {}` shows why",
+                    "{} is {}{exit}: `sturdy logs {}` shows why",
                     dead.name,
                     dead.state,
                     dead.name
                 )
                 .into());
             }
-            if info.services.iter().all(|s| s.state != "starting") {
+            if info.services.iter().all(is_ready) {
                 return Ok(info);
             }
         }
@@ -190,7 +210,7 @@ fn follow_start(
             let late: Vec<String> = info
                 .services
                 .iter()
-                .filter(|s| s.state == "starting" || s.state == "created")
+                .filter(|s| !is_ready(s))
                 .map(|s| match &s.last_probe_error {
                     Some(why) => format!("{} ({}; last probe: {why})", s.name, s.state),
                     None => format!("{} ({})", s.name, s.state),
@@ -209,7 +229,24 @@ fn follow_start(
 }
 
 fn is_dead(s: &ServiceInfo) -> bool {
-    s.state.starts_with("exited") || s.state == "crash-loop" || s.state == "stopped"
+    s.state.starts_with("exited")
+        || matches!(s.state.as_str(), "crash-loop" | "stopped" | "restarting")
+}
+
+/// How long `--wait` watches a service without a healthcheck run before it counts as up: a
+/// unikernel that fails at boot exits within it.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Whether `--wait` may count `s` as up: healthy if it has a healthcheck (it is `starting`
+/// until then), else running for [`SETTLE`].
+fn is_ready(s: &ServiceInfo) -> bool {
+    match s.state.as_str() {
+        "healthy" => true,
+        "running" => s
+            .uptime_ms
+            .is_some_and(|ms| ms >= SETTLE.as_millis() as u64),
+        _ => false,
+    }
 }
 
 /// Follows every console and service state until a signal, then stops the application.

@@ -58,6 +58,7 @@ pub(super) fn app_info(name: &str, app: &App, plan: &Plan, created_at: &str) -> 
             .iter()
             .map(|s| service_info(plan, published, s))
             .collect(),
+        up_to_date: false,
     }
 }
 
@@ -172,6 +173,7 @@ fn unrestored(d: &Daemon) -> Vec<AppInfo> {
             created_at: String::new(),
             published: Vec::new(),
             services: Vec::new(),
+            up_to_date: false,
         })
         .collect()
 }
@@ -271,7 +273,9 @@ pub(super) async fn up(
         .map(|e| (e.app.clone(), e.plan.clone(), e.created_at.clone()));
     if let Some((app, old, created_at)) = existing {
         if old == plan && app.start_error().is_none() {
-            return Ok(Json(app_info(&name, &app, &plan, &created_at)));
+            let mut info = app_info(&name, &app, &plan, &created_at);
+            info.up_to_date = true;
+            return Ok(Json(info));
         }
         // Changed (or failed): recreated from the new plan, volumes kept.
         log(&format!("recreating {name}"));
