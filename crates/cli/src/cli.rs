@@ -36,6 +36,11 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", global = true, value_hint = clap::ValueHint::DirPath)]
     pub state_dir: Option<PathBuf>,
 
+    /// The application file for the verb that follows, as Compose takes it (`sturdy -f
+    /// app.yaml ps`); each verb also takes it after itself
+    #[arg(short = 'f', long = "file", value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
+    pub file: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -117,6 +122,39 @@ pub enum Command {
     /// Prints a shell completion script
     #[command(after_help = cmd::completions::EXAMPLES)]
     Completions(cmd::completions::Args),
+}
+
+impl Command {
+    /// Gives the verb the application file named before it (`sturdy -f FILE VERB`).
+    pub fn default_file(&mut self, file: &std::path::Path) -> Result<(), String> {
+        use Command as C;
+        match self {
+            C::Up(a) => a.app.default_to(file),
+            C::Config(a) => a.app.default_to(file),
+            C::Graph(a) => a.app.default_to(file),
+            C::Down(a) => a.target.default_to(file),
+            C::Ps(a) if a.name.is_none() && a.file.is_none() => {
+                a.file = Some(file.to_path_buf());
+                Ok(())
+            }
+            C::Stats(a) if a.name.is_none() && a.file.is_none() => {
+                a.file = Some(file.to_path_buf());
+                Ok(())
+            }
+            C::Ps(_) | C::Stats(_) => Err(format!(
+                "-f {}: the verb is given an application already",
+                file.display()
+            )),
+            C::Logs(a) => a.target.default_to(file),
+            C::Restart(a) | C::Stop(a) | C::Start(a) => a.target.default_to(file),
+            C::Inspect(a) => a.target.default_to(file),
+            C::Capture(a) => a.target.default_to(file),
+            C::Run(_) | C::Daemon(_) | C::Completions(_) => Err(format!(
+                "-f {}: this verb takes no application file",
+                file.display()
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

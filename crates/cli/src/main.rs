@@ -18,7 +18,13 @@ use clap::Parser;
 use cmd::lifecycle::Verb;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
+    if let Some(file) = &cli.file {
+        if let Err(e) = cli.command.default_file(file) {
+            eprintln!("sturdy: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let state = cmd::daemon::state_dir(cli.state_dir.as_deref(), std::env::var_os("STURDY_HOME"));
     let stdout = std::io::stdout();
     let out = &mut stdout.lock();

@@ -73,6 +73,37 @@ fn config_json_has_the_same_data() {
     assert_eq!(back, guestbook());
 }
 
+/// The file as Compose users give it: `-f FILE` before the verb or after it.
+#[test]
+fn the_file_is_taken_with_dash_f_before_or_after_the_verb() {
+    let path = "examples/guestbook/sturdy.yaml";
+    let expected = stdout(&sturdy(&["config", path]));
+    for args in [
+        &["-f", path, "config"][..],
+        &["config", "-f", path],
+        &["config", "--file", path],
+        &["--file", path, "config"],
+    ] {
+        let out = sturdy(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected, "{args:?}");
+    }
+    let out = sturdy(&["-f", path, "config", "examples/other.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("two application files"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sturdy(&["-f", path, "completions", "bash"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("takes no application file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn config_of_a_directory_defaults_to_the_current_one() {
     let out = sturdy_in(&root().join("examples/guestbook"), &["config"]);

@@ -308,6 +308,12 @@ fn start_of_all_services_waits_for_dependencies() {
         web_started >= db_healthy,
         "web started {web_started}, db healthy {db_healthy}"
     );
+    // logs of several services, named as Compose takes them.
+    let both = home.ok(&["logs", "web", "db", "-p", "order"]);
+    assert!(both.contains("web | ") && both.contains("db  | "), "{both}");
+    let out = home.run(&["logs", "web", "nope", "-p", "order"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no service \"nope\""));
     home.ok(&["down", "-p", "order", "--volumes"]);
 }
 

@@ -154,7 +154,7 @@ pub struct DownInfo {
 /// Query of `logs`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LogsQuery {
-    /// Only this service's lines.
+    /// Only these services' lines: names separated by commas.
     pub service: Option<String>,
     /// Only lines at or after this UTC time (`2026-11-27T04:45:22.123Z`).
     pub since: Option<String>,

@@ -19,11 +19,12 @@ pub struct ServiceStats {
     pub cpu_ms: u64,
     /// The monitor's resident memory (guest pages touched + the monitor), in bytes.
     pub rss_bytes: u64,
-    /// Frames and bytes the guest sent into the fabric.
+    /// Frames and bytes the guest received (the fabric delivered to it): the service's
+    /// point of view, as `docker stats` shows a container's.
     pub rx_frames: u64,
     /// See `rx_frames`.
     pub rx_bytes: u64,
-    /// Frames and bytes the fabric delivered to the guest.
+    /// Frames and bytes the guest sent into the fabric (dropped ones too).
     pub tx_frames: u64,
     /// See `tx_frames`.
     pub tx_bytes: u64,
@@ -45,10 +46,11 @@ pub fn of_service(name: &str, pid: Option<u32>, port: Option<PortStats>) -> Serv
         s.rss_bytes = rss_bytes(pid).unwrap_or(0);
     }
     if let Some(port) = port {
-        s.rx_frames = port.rx.frames;
-        s.rx_bytes = port.rx.bytes;
-        s.tx_frames = port.tx.frames;
-        s.tx_bytes = port.tx.bytes;
+        // The port's counters are the fabric's: what it received is what the guest sent.
+        s.rx_frames = port.tx.frames;
+        s.rx_bytes = port.tx.bytes;
+        s.tx_frames = port.rx.frames;
+        s.tx_bytes = port.rx.bytes;
         s.drops = port.drops.total();
         s.drops_by_reason = port
             .drops
@@ -107,6 +109,20 @@ fn rss_bytes(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fabric counts what its port received (the guest's frames) as rx; a service's
+    /// stats are the guest's point of view, as `docker stats` users read them.
+    #[test]
+    fn traffic_is_counted_as_the_guest_sees_it() {
+        let mut port = PortStats::default();
+        port.rx.frames = 10;
+        port.rx.bytes = 10_000;
+        port.tx.frames = 3;
+        port.tx.bytes = 300;
+        let s = of_service("web", None, Some(port));
+        assert_eq!((s.tx_frames, s.tx_bytes), (10, 10_000), "sent by the guest");
+        assert_eq!((s.rx_frames, s.rx_bytes), (3, 300), "received by the guest");
+    }
 
     #[test]
     fn reads_this_process() {

@@ -2,7 +2,6 @@
 //! (`--json`) as JSON.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use crate::error::CliError;
 
@@ -17,9 +16,8 @@ Examples:
 /// Flags of `sturdy config`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The application: a sturdy.yaml, or a directory holding one
-    #[arg(value_name = "PATH", default_value = ".", value_hint = clap::ValueHint::AnyPath)]
-    pub path: PathBuf,
+    #[command(flatten)]
+    pub app: super::AppFile,
 
     /// Print the plan as JSON instead of YAML
     #[arg(long)]
@@ -28,7 +26,7 @@ pub struct Args {
 
 /// Loads the application and writes its plan to `out`.
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
-    let plan = super::load(&args.path)?;
+    let plan = super::load(&args.app.path())?;
     let text = if args.json {
         plan.to_json()
     } else {

@@ -25,9 +25,8 @@ Examples:
 /// Flags of `sturdy graph`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The application: a sturdy.yaml, or a directory holding one
-    #[arg(value_name = "PATH", default_value = ".", value_hint = clap::ValueHint::AnyPath)]
-    pub path: PathBuf,
+    #[command(flatten)]
+    pub app: super::AppFile,
 
     /// Output format: Graphviz DOT, or SVG rendered by Graphviz's `dot`
     #[arg(long, value_enum, default_value_t = Format::Dot)]
@@ -49,7 +48,7 @@ pub enum Format {
 
 /// Loads the application and writes its graph to `out` (or to `--output`).
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
-    let plan = super::load(&args.path)?;
+    let plan = super::load(&args.app.path())?;
     let dot = to_dot(&plan);
     let bytes = match args.format {
         Format::Dot => dot.into_bytes(),

@@ -19,6 +19,7 @@ pub const EXAMPLES: &str = "\
 Examples:
   sturdy logs                               every service's console so far
   sturdy logs -f web                        follow web's console (Ctrl-C stops following)
+  sturdy logs web db                        two services, their lines interleaved in time
   sturdy logs --since 10m --tail 20         the last 20 lines of each from the last 10 minutes
   sturdy logs --since 2026-11-27T04:45:00Z  from a UTC time on
   sturdy logs --json | jq -r 'select(.stream == \"sturdy\") | .text'   restarts and exits
@@ -28,9 +29,9 @@ Each service keeps the last 256 KiB of its console, across its instances.";
 /// Flags of `sturdy logs`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this service's console
+    /// Only these services' consoles [default: all]
     #[arg(value_name = "SERVICE")]
-    pub service: Option<String>,
+    pub services: Vec<String>,
 
     /// Keep printing new lines as they come
     #[arg(short = 'f', long)]
@@ -70,8 +71,8 @@ pub fn run(args: &Args, state: &Path, out: &mut dyn Write) -> Result<(), CliErro
         .get(&app_path)
         .map_err(|e| super::ps::not_running(e, state))?;
     let mut query = vec![];
-    if let Some(s) = &args.service {
-        query.push(format!("service={}", encode(s)));
+    if !args.services.is_empty() {
+        query.push(format!("service={}", encode(&args.services.join(","))));
     }
     if let Some(since) = &args.since {
         query.push(format!(

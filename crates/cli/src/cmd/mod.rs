@@ -41,6 +41,51 @@ pub fn load_absolute(path: &Path) -> Result<Plan, CliError> {
     load(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
+/// The application file of `up`, `config` and `graph`: a path argument, or `-f/--file` as
+/// Compose users give it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AppFile {
+    /// The application: a sturdy.yaml, or a directory holding one [default: .]
+    #[arg(value_name = "PATH", value_hint = clap::ValueHint::AnyPath)]
+    pub path: Option<PathBuf>,
+
+    /// The application, as `-f FILE` (instead of PATH)
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "path",
+        value_hint = clap::ValueHint::AnyPath
+    )]
+    pub file: Option<PathBuf>,
+}
+
+impl AppFile {
+    /// The file or directory given, else the current directory.
+    pub fn path(&self) -> PathBuf {
+        self.file
+            .clone()
+            .or_else(|| self.path.clone())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Takes `file` (given before the verb: `sturdy -f FILE up`) unless one is given here.
+    pub fn default_to(&mut self, file: &Path) -> Result<(), String> {
+        match self.file.as_ref().or(self.path.as_ref()) {
+            Some(own) if own != file => Err(format!(
+                "two application files: {} (before the verb) and {}",
+                file.display(),
+                own.display()
+            )),
+            _ => {
+                self.file = Some(file.to_path_buf());
+                self.path = None;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Which application a verb acts on.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
@@ -60,6 +105,26 @@ pub struct Target {
 }
 
 impl Target {
+    /// Takes `file` (given before the verb: `sturdy -f FILE ps`) unless a file or name is
+    /// given here.
+    pub fn default_to(&mut self, file: &Path) -> Result<(), String> {
+        match (&self.file, &self.name) {
+            (Some(own), _) if own != file => Err(format!(
+                "two application files: {} (before the verb) and {}",
+                file.display(),
+                own.display()
+            )),
+            (_, Some(name)) => Err(format!(
+                "both an application file ({}) and a name ({name}): give one",
+                file.display()
+            )),
+            _ => {
+                self.file = Some(file.to_path_buf());
+                Ok(())
+            }
+        }
+    }
+
     /// The name given (`-p`) or read from the file (`-f`, else `./sturdy.yaml`); `None` if
     /// neither names one.
     pub fn given(&self) -> Result<Option<String>, CliError> {

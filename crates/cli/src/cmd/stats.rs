@@ -33,6 +33,11 @@ pub struct Args {
     #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub name: Option<String>,
 
+    /// Only the application of this file
+    #[arg(long = "file", value_name = "PATH", conflicts_with = "name",
+          value_hint = clap::ValueHint::AnyPath)]
+    pub file: Option<std::path::PathBuf>,
+
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
@@ -50,12 +55,16 @@ struct Row {
 
 /// Runs `sturdy stats`.
 pub fn run(args: &Args, state: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let only = match &args.file {
+        Some(file) => Some(super::load(file)?.name),
+        None => args.name.clone(),
+    };
     let client = match super::daemon::existing(state)? {
         Some(client) => client,
-        None if args.name.is_some() => return Err(super::daemon::required(state).err().unwrap()),
+        None if only.is_some() => return Err(super::daemon::required(state).err().unwrap()),
         None => return print(args, &[], out),
     };
-    let names: Vec<String> = match &args.name {
+    let names: Vec<String> = match &only {
         Some(n) => vec![n.clone()],
         None => client
             .get::<Vec<AppInfo>>("/v1/apps")

@@ -38,9 +38,8 @@ const ATTACHED_TICK: Duration = Duration::from_millis(200);
 /// Flags of `sturdy up`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The application: a sturdy.yaml, or a directory holding one
-    #[arg(value_name = "PATH", default_value = ".", value_hint = clap::ValueHint::AnyPath)]
-    pub path: PathBuf,
+    #[command(flatten)]
+    pub app: super::AppFile,
 
     /// Detached: return once every service is started, leaving the application running
     #[arg(short = 'd', long)]
@@ -80,7 +79,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs `sturdy up`.
 pub fn run(args: &Args, state: &Path) -> Result<(), CliError> {
-    let mut plan = super::load_absolute(&args.path)?;
+    let mut plan = super::load_absolute(&args.app.path())?;
     if let Some(name) = &args.name {
         plan.name = name.clone();
     }

@@ -495,7 +495,10 @@ pub(super) async fn logs(
 ) -> Result<Response, ApiError> {
     let (app, plan, _) = d.entry(&name)?;
     let services: Vec<String> = match &q.service {
-        Some(s) => vec![service_of(&plan, s)?.name.clone()],
+        Some(list) => list
+            .split(',')
+            .map(|s| service_of(&plan, s).map(|s| s.name.clone()))
+            .collect::<Result<_, _>>()?,
         None => plan.services.iter().map(|s| s.name.clone()).collect(),
     };
     let keep = |l: &LogLine| {
