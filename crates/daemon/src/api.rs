@@ -120,6 +120,9 @@ pub struct ServiceInfo {
     pub last_probe_error: Option<String>,
     /// Its published ports: `127.0.0.1:8080->80/tcp`.
     pub ports: Vec<String>,
+    /// While restarting or crash-looping: in how many milliseconds its next instance starts.
+    #[serde(default)]
+    pub next_start_in_ms: Option<u64>,
 }
 
 /// One service in detail (`sturdy inspect`).

@@ -1,20 +1,21 @@
 //! Restart policy, exponential backoff and crash-loop detection: pure, time is passed in.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sturdy_compose::Restart;
 
-/// Backoff and crash-loop limits.
+/// Backoff and crash-loop limits, as Kubernetes' CrashLoopBackOff: a service that keeps
+/// failing is restarted ever more slowly, never given up on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     /// Delay before the first restart.
     pub initial: Duration,
-    /// The most the delay grows to (it doubles per recent restart).
+    /// The most the delay grows to (it doubles per restart in a row).
     pub max: Duration,
-    /// Restarts older than this are forgotten (a service up this long starts afresh).
+    /// An instance that ran this long ends the row: the next restart is quick again.
     pub window: Duration,
-    /// This many restarts within `window` and the next exit is a crash loop.
+    /// After this many restarts in a row the service is shown as crash-looping (it is still
+    /// restarted, after the growing delay).
     pub limit: usize,
 }
 
@@ -22,7 +23,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
+            max: Duration::from_secs(300),
             window: Duration::from_secs(30),
             limit: 5,
         }
@@ -36,8 +37,9 @@ pub enum Decision {
     Stay,
     /// Start it again after this delay.
     RestartAfter(Duration),
-    /// Too many restarts in the window: stop restarting.
-    CrashLoop,
+    /// Restarted too often in a row: it is crash-looping; start it again after this
+    /// (longer) delay.
+    CrashLoop(Duration),
 }
 
 /// One service's restart history.
@@ -45,7 +47,8 @@ pub enum Decision {
 pub struct Tracker {
     policy: Restart,
     backoff: Backoff,
-    recent: VecDeque<Instant>,
+    /// Restarts in a row, each after an instance that ran less than the window.
+    in_a_row: u32,
 }
 
 impl Tracker {
@@ -54,12 +57,13 @@ impl Tracker {
         Tracker {
             policy,
             backoff,
-            recent: VecDeque::new(),
+            in_a_row: 0,
         }
     }
 
-    /// The instance exited at `now` with `status` (0 is success; a signal counts as failure).
-    pub fn on_exit(&mut self, status: i32, now: Instant) -> Decision {
+    /// The instance exited with `status` (0 is success; a signal counts as failure) after
+    /// running for `ran`.
+    pub fn on_exit(&mut self, status: i32, ran: Duration) -> Decision {
         let wanted = match self.policy {
             Restart::No => false,
             Restart::OnFailure => status != 0,
@@ -68,24 +72,26 @@ impl Tracker {
         if !wanted {
             return Decision::Stay;
         }
-        while let Some(&first) = self.recent.front() {
-            if now.saturating_duration_since(first) > self.backoff.window {
-                self.recent.pop_front();
-            } else {
-                break;
-            }
+        if ran >= self.backoff.window {
+            self.in_a_row = 0;
         }
-        if self.recent.len() >= self.backoff.limit {
-            return Decision::CrashLoop;
-        }
-        let doublings = self.recent.len().min(31) as u32;
+        let doublings = self.in_a_row.min(31);
         let delay = self
             .backoff
             .initial
             .saturating_mul(1u32 << doublings)
             .min(self.backoff.max);
-        self.recent.push_back(now);
-        Decision::RestartAfter(delay)
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        if self.in_a_row as usize > self.backoff.limit {
+            Decision::CrashLoop(delay)
+        } else {
+            Decision::RestartAfter(delay)
+        }
+    }
+
+    /// Restarts in a row so far.
+    pub fn in_a_row(&self) -> u32 {
+        self.in_a_row
     }
 }
 
@@ -100,73 +106,54 @@ mod tests {
     #[test]
     fn no_never_restarts() {
         let mut t = Tracker::new(Restart::No, Backoff::default());
-        let now = Instant::now();
-        assert_eq!(t.on_exit(1, now), Decision::Stay);
-        assert_eq!(t.on_exit(0, now), Decision::Stay);
+        assert_eq!(t.on_exit(1, ms(5)), Decision::Stay);
+        assert_eq!(t.on_exit(0, ms(5)), Decision::Stay);
     }
 
     #[test]
     fn on_failure_restarts_failures_only() {
         let mut t = Tracker::new(Restart::OnFailure, Backoff::default());
-        let now = Instant::now();
-        assert_eq!(t.on_exit(0, now), Decision::Stay);
-        assert_eq!(t.on_exit(137, now), Decision::RestartAfter(ms(100)));
+        assert_eq!(t.on_exit(0, ms(5)), Decision::Stay);
+        assert_eq!(t.on_exit(137, ms(5)), Decision::RestartAfter(ms(100)));
     }
 
     #[test]
     fn always_restarts_success_too() {
         let mut t = Tracker::new(Restart::Always, Backoff::default());
-        assert_eq!(
-            t.on_exit(0, Instant::now()),
-            Decision::RestartAfter(ms(100))
-        );
+        assert_eq!(t.on_exit(0, ms(5)), Decision::RestartAfter(ms(100)));
     }
 
+    /// The delay doubles up to its cap; past the limit the service is crash-looping but
+    /// still retried, every 5 minutes at most, for ever.
     #[test]
-    fn backoff_doubles_to_max_then_crash_loops() {
-        let backoff = Backoff {
-            limit: 10,
-            window: Duration::from_secs(3600),
-            ..Backoff::default()
-        };
-        let mut t = Tracker::new(Restart::Always, backoff);
-        let start = Instant::now();
-        let delays: Vec<_> = (0..10)
-            .map(|i| match t.on_exit(1, start + ms(i)) {
-                Decision::RestartAfter(d) => d.as_millis(),
-                other => panic!("restart {i}: {other:?}"),
-            })
+    fn backoff_doubles_to_its_cap_and_a_crash_loop_keeps_being_retried() {
+        let mut t = Tracker::new(Restart::Always, Backoff::default());
+        let delays: Vec<_> = (0..15).map(|_| t.on_exit(1, ms(10))).collect();
+        let expected: Vec<Decision> = [100, 200, 400, 800, 1600]
+            .iter()
+            .map(|&d| Decision::RestartAfter(ms(d)))
+            .chain(
+                [
+                    3200, 6400, 12800, 25600, 51200, 102400, 204800, 300000, 300000, 300000,
+                ]
+                .iter()
+                .map(|&d| Decision::CrashLoop(ms(d))),
+            )
             .collect();
-        assert_eq!(
-            delays,
-            [100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000]
-        );
-        assert_eq!(t.on_exit(1, start + ms(11)), Decision::CrashLoop);
+        assert_eq!(delays, expected);
+        assert_eq!(t.in_a_row(), 15);
     }
 
     #[test]
-    fn crash_loop_after_limit_within_window() {
+    fn an_instance_that_ran_a_while_ends_the_row() {
         let mut t = Tracker::new(Restart::OnFailure, Backoff::default());
-        let start = Instant::now();
-        for i in 0..5 {
-            assert!(matches!(
-                t.on_exit(1, start + Duration::from_secs(i)),
-                Decision::RestartAfter(_)
-            ));
+        for _ in 0..7 {
+            t.on_exit(1, ms(10));
         }
-        assert_eq!(t.on_exit(1, start + ms(5500)), Decision::CrashLoop);
-    }
-
-    #[test]
-    fn old_restarts_are_forgotten() {
-        let mut t = Tracker::new(Restart::OnFailure, Backoff::default());
-        let start = Instant::now();
-        for i in 0..5 {
-            t.on_exit(1, start + ms(i));
-        }
-        // Up for a minute: the window is empty again, the delay back to the first.
+        assert!(matches!(t.on_exit(1, ms(10)), Decision::CrashLoop(_)));
+        // Up for a minute: the row ends, the delay is back to the first.
         assert_eq!(
-            t.on_exit(1, start + Duration::from_secs(60)),
+            t.on_exit(1, Duration::from_secs(60)),
             Decision::RestartAfter(ms(100))
         );
     }

@@ -274,7 +274,7 @@ fn failing_service_goes_to_crash_loop() {
         status(a, "bad").state == State::CrashLoop
     });
     let bad = status(&app, "bad");
-    assert_eq!(bad.restarts, 5);
+    assert!(bad.restarts >= 5, "{bad:?}");
     assert_eq!(bad.last_exit, Some(1));
     assert_eq!(bad.pid, None);
     // Backoff: 100 + 200 + 400 + 800 + 1600 ms at least between the six runs.
@@ -285,18 +285,33 @@ fn failing_service_goes_to_crash_loop() {
         "{logs:#?}"
     );
     assert!(
-        logs.last().unwrap().contains("crash loop after 5 restarts"),
+        logs.iter()
+            .any(|l| l.contains("crash loop (5 restarts in a row): next try in 3.2s")),
         "{logs:#?}"
     );
-    assert_eq!(
+    assert!(
         logs.iter()
             .filter(|l| l.contains("started instance"))
-            .count(),
-        6
+            .count()
+            >= 6
     );
-    // Still not restarted a while later; the other service is untouched.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(status(&app, "bad").restarts, 5);
+    // Not given up on: tried again after the (longer) delay, as Kubernetes' CrashLoopBackOff.
+    assert!(bad.restart_at.is_some(), "{bad:?}");
+    wait_until(&app, Duration::from_secs(60), "bad tried again", |a| {
+        status(a, "bad").restarts >= 6
+    });
+    wait_until(
+        &app,
+        Duration::from_secs(30),
+        "bad crash-looping again",
+        |a| status(a, "bad").state == State::CrashLoop,
+    );
+    let logs = app.logs("bad").unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("(6 restarts in a row): next try in 6.4s")),
+        "{logs:#?}"
+    );
     let echo = status(&app, "echo");
     assert_eq!(
         (echo.state, echo.restarts),

@@ -21,7 +21,8 @@ Examples:
 
 States: created (waiting for its dependencies), starting (health check not passed yet),
 running (no health check), healthy, unhealthy, restarting (after its backoff), exited (N),
-crash-loop (restarted too often: no longer restarted), stopped (by `sturdy stop`).";
+crash-loop (restarted too often in a row: tried again ever more slowly, at most every 5
+minutes; the next try shows), stopped (by `sturdy stop`).";
 
 /// Flags of `sturdy ps`.
 #[derive(Debug, clap::Args)]
@@ -97,8 +98,14 @@ fn print(apps: &[AppInfo], out: &mut dyn Write) -> Result<(), CliError> {
     .to_vec()];
     for app in apps {
         for s in &app.services {
-            let state = match (&s.waiting_for, s.state.as_str()) {
-                (Some(w), "created") => format!("created (waiting for {w})"),
+            let state = match (&s.waiting_for, s.state.as_str(), s.next_start_in_ms) {
+                (Some(w), "created", _) => format!("created (waiting for {w})"),
+                (_, "crash-loop", Some(ms)) => {
+                    format!(
+                        "crash-loop (next try in {})",
+                        short_duration(Duration::from_millis(ms))
+                    )
+                }
                 _ => s.state.clone(),
             };
             rows.push(vec![

@@ -100,6 +100,9 @@ pub(super) fn service_info(
         waiting_for: s.waiting_for.clone(),
         last_probe_error: s.last_probe_error.clone(),
         ports,
+        next_start_in_ms: s
+            .restart_at
+            .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64),
     }
 }
 

@@ -169,6 +169,8 @@ pub struct ServiceStatus {
     pub last_probe_error: Option<String>,
     /// While [`State::Created`]: what it waits for (`db to be healthy`).
     pub waiting_for: Option<String>,
+    /// While restarting or crash-looping: when its next instance starts.
+    pub restart_at: Option<Instant>,
 }
 
 /// A request the supervision thread carries out for a caller.
@@ -668,6 +670,7 @@ impl App {
                 healthy_since: s.healthy_since,
                 last_probe_error: s.last_probe_error.clone(),
                 waiting_for: s.waiting_for.clone(),
+                restart_at: s.restart_at,
             })
             .collect()
     }

@@ -15,7 +15,9 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
                 let _ = reply.send(carry_out(shared, s, request));
             }
             if let Some(code) = s.instance.as_mut().and_then(Instance::try_exit) {
-                let pid = s.instance.take().map(|i| i.pid).unwrap_or(0);
+                let (pid, ran) = s.instance.take().map_or((0, Duration::ZERO), |i| {
+                    (i.pid, now.saturating_duration_since(i.started))
+                });
                 shared.send(Event::Exited {
                     service: s.plan.name.clone(),
                     pid,
@@ -23,7 +25,7 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
                 });
                 s.last_exit = Some(code);
                 s.healthy_since = None;
-                let decision = s.tracker.on_exit(code, now);
+                let decision = s.tracker.on_exit(code, ran);
                 let note = match decision {
                     Decision::Stay => {
                         s.state = State::Exited(code);
@@ -34,12 +36,14 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
                         s.restart_at = Some(now + delay);
                         format!("exited with status {code}; restarting in {delay:?}")
                     }
-                    Decision::CrashLoop => {
+                    Decision::CrashLoop(delay) => {
+                        // Still retried, ever more slowly (at most every 5 minutes).
                         s.state = State::CrashLoop;
+                        s.restart_at = Some(now + delay);
                         format!(
-                            "exited with status {code}; crash loop after {} restarts: \
-                             no longer restarted",
-                            s.restarts
+                            "exited with status {code}; crash loop ({} restarts in a row): \
+                             next try in {delay:?}",
+                            s.tracker.in_a_row() - 1
                         )
                     }
                 };
