@@ -355,3 +355,51 @@ fn up_wait_fails_on_a_crashing_service_and_an_unchanged_up_says_so() {
     assert!(!again.contains("started"), "old events again:\n{again}");
     home.ok(&["down", "-p", "waity", "--volumes"]);
 }
+
+/// The fabric's warnings reach the daemon's log: a guest that tries a connection it holds no
+/// capability for is refused, and `sturdy daemon logs` says so (rate-limited, not once per
+/// frame).
+#[test]
+fn fabric_warnings_are_in_the_daemons_log() {
+    preconditions();
+    let home = Home::new("trust-daemon-log");
+    let yaml = format!(
+        "name: drops\nservices:\n  victim:\n    image: {}\n    provides: {{ echo: 7/tcp }}\n  \
+         attacker:\n    image: {}\n    \
+         command: [\"tcp-no-capability\", \"--victim=10.77.0.2\", \"--rounds=200\"]\n",
+        guests::path("tcpecho").display(),
+        guests::path("attacker").display(),
+    );
+    let dir = home.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
+    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+    let mut log = String::new();
+    wait_for(
+        Duration::from_secs(60),
+        "a drop in the daemon's log",
+        || {
+            log = home.ok(&["daemon", "logs"]);
+            log.contains("denied")
+        },
+    );
+    let denied: Vec<&str> = log.lines().filter(|l| l.contains("denied")).collect();
+    assert!(
+        denied[0].contains("WARN sturdy_fabric::drop: attacker")
+            && denied[0].contains("10.77.0.2:7/tcp"),
+        "{log}"
+    );
+    wait_for(Duration::from_secs(60), "the attacks to end", || {
+        home.ok(&["logs", "attacker", "-p", "drops"])
+            .contains("attacks done")
+    });
+    let log = home.ok(&["daemon", "logs"]);
+    let denied = log.lines().filter(|l| l.contains("denied")).count();
+    assert!(
+        denied <= 20,
+        "{denied} lines for 200 refused frames:\n{log}"
+    );
+    let last = home.ok(&["daemon", "logs", "--tail", "1"]);
+    assert_eq!(last.lines().count(), 1);
+    home.ok(&["down", "-p", "drops"]);
+}

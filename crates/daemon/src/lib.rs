@@ -27,6 +27,7 @@ pub mod api;
 pub mod capture;
 pub mod client;
 pub mod console;
+pub mod daemon_log;
 pub mod instance;
 mod locks;
 mod os;

@@ -22,6 +22,7 @@ Examples:
   sudo sturdy daemon                        run the daemon in the foreground (Ctrl-C stops it)
   sturdy daemon status                      is it running? pid, state directory, memory
   sturdy daemon stop                        stop it (and every application it runs)
+  sturdy daemon logs -f                     follow its own log (starts, warnings, drops)
 
 Other verbs start the daemon when none runs, in the background, logging to
 STATE/daemon.log. Applications that were up when the daemon stopped (or was killed) start
@@ -59,6 +60,17 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Prints the daemon's own log (STATE/daemon.log): its starts and stops, and the
+    /// warnings of its fabrics (connections refused, frames dropped), rate-limited
+    Logs {
+        /// Keep printing new lines as they come
+        #[arg(short = 'f', long)]
+        follow: bool,
+
+        /// Only the last N lines
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
 }
 
 /// Runs `sturdy daemon`.
@@ -74,6 +86,7 @@ pub fn run(args: &Args, state: &Path) -> Result<(), CliError> {
             Ok(())
         }
         Action::Stop => stop(state),
+        Action::Logs { follow, tail } => logs(state, *follow, *tail),
         Action::Status { json } => {
             let client = Client::new(state);
             let info: DaemonInfo = client.get("/v1/daemon").map_err(|e| match e {
@@ -122,6 +135,55 @@ fn stop(state: &Path) -> Result<(), CliError> {
     }
     eprintln!("sturdy: daemon stopped (pid {})", info.pid);
     Ok(())
+}
+
+/// `sturdy daemon logs`: the daemon's log file, its last `tail` lines, then (`follow`) what
+/// is appended, until interrupted.
+fn logs(state: &Path, follow: bool, tail: Option<usize>) -> Result<(), CliError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = state.join(sturdy_daemon::daemon_log::FILE);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(anyhow!(
+                "no daemon log at {} (no daemon ran with this state directory)",
+                path.display()
+            )
+            .into())
+        }
+        Err(e) => return Err(anyhow!("{}: {}", path.display(), io_reason(&e)).into()),
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| anyhow!("{}: {}", path.display(), io_reason(&e)))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let from = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    let mut out = std::io::stdout().lock();
+    for line in &lines[from..] {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    let mut at = text.len() as u64;
+    let mut buf = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let len = file.metadata().map(|m| m.len()).unwrap_or(at);
+        if len < at {
+            at = 0; // truncated or replaced: from its start
+        }
+        if len == at {
+            continue;
+        }
+        file.seek(SeekFrom::Start(at))?;
+        buf.clear();
+        file.read_to_end(&mut buf)?;
+        at += buf.len() as u64;
+        out.write_all(&buf)?;
+        out.flush()?;
+    }
 }
 
 fn is_zombie(pid: u32) -> bool {

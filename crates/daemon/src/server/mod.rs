@@ -141,6 +141,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         )));
     }
     let _lock = lock(dir)?;
+    crate::daemon_log::init(dir);
     write_pid_file(&dir.join(PID_FILE))
         .map_err(|e| other(format!("{}: {e}", dir.join(PID_FILE).display())))?;
     let store = Store::open(&dir.join("state.db")).map_err(other)?;
@@ -290,9 +291,9 @@ fn stop_leftovers(store: &Store) {
     }
 }
 
-/// A line in the daemon's log (its stderr).
+/// A line in the daemon's log (its stderr and STATE/daemon.log).
 fn log(what: &str) {
-    eprintln!("{} sturdy daemon: {what}", timestamp(SystemTime::now()));
+    crate::daemon_log::line(what);
 }
 
 async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<(), DaemonError> {
