@@ -403,3 +403,58 @@ fn fabric_warnings_are_in_the_daemons_log() {
     assert_eq!(last.lines().count(), 1);
     home.ok(&["down", "-p", "drops"]);
 }
+
+/// What a host client of a published port sees from a request: `Ok(answer)`, or the error
+/// that ended it (a reset, or a timeout after 20 s if nothing came).
+fn request(port: u16, raw: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(raw.as_bytes())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// A client of a stopped service gets a reset at once: it neither hangs nor has its request
+/// delivered to the service when it starts again.
+#[test]
+fn a_stopped_service_resets_its_clients_and_replays_nothing() {
+    preconditions();
+    let home = Home::new("trust-stopped");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "halt", port);
+    home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
+    home.ok(&["stop", "web", "-p", "halt"]);
+    let body = "name=ghost&message=sent-while-stopped";
+    let post = format!(
+        "POST /entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..3 {
+        match request(port, &post) {
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
+                ),
+                "not a reset: {e}"
+            ),
+            Ok(answer) => assert!(answer.is_empty(), "answered while stopped: {answer}"),
+        }
+    }
+    home.ok(&["start", "web", "-p", "halt"]);
+    home.wait_state("halt", "web", "healthy", Duration::from_secs(30));
+    // Anything a retransmission could still carry would arrive now.
+    std::thread::sleep(Duration::from_secs(2));
+    let entries = http(port, "GET", "/entries", "");
+    assert!(entries.starts_with("HTTP/1.1 200"), "{entries}");
+    assert!(
+        !entries.contains("sent-while-stopped"),
+        "replayed: {entries}"
+    );
+    let stats = home.json(&["inspect", "web", "-p", "halt"]);
+    assert_eq!(stats["status"]["state"], "healthy");
+    home.ok(&["down", "-p", "halt", "--volumes"]);
+}

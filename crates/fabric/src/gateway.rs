@@ -103,6 +103,9 @@ pub struct GatewayStats {
     pub ingress_opened: u64,
     /// Host connections refused (reset at once) because [`MAX_CONNECTIONS`] were open.
     pub ingress_refused: u64,
+    /// Host connections refused (reset at once) because their service was not ready
+    /// ([`GatewayHandle::set_readiness`]), and connections reset when it stopped.
+    pub ingress_not_ready: u64,
     /// Guest connections accepted for egress capabilities.
     pub egress_opened: u64,
     /// Egress connections whose outside address could not be reached.
@@ -203,6 +206,20 @@ pub enum GatewayError {
 enum Command {
     Probe(ProbeRequest),
     Apply(Box<Reconfig>, mpsc::SyncSender<usize>),
+    Readiness(String, Readiness),
+}
+
+/// Whether a service takes connections through its published ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// It runs and (if health-checked) is healthy: host connections go through.
+    Ready,
+    /// It runs but is not ready (starting, unhealthy): new host connections are reset at
+    /// once, as are those still waiting for its handshake; established ones go on.
+    NotReady,
+    /// It does not run (stopped, exited, restarting): new host connections are reset at
+    /// once, and so are all it had.
+    Gone,
 }
 
 struct ProbeRequest {
@@ -316,6 +333,18 @@ impl GatewayHandle {
             )),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(STOPPED.into()),
         }
+    }
+
+    /// Tells the gateway whether `service` takes connections ([`Readiness`]). Every service
+    /// is ready until told otherwise. A host client of a service that is not ready is reset
+    /// at once: it never hangs on a guest that is not there, and nothing it sent is
+    /// delivered later to a new instance.
+    pub fn set_readiness(&self, service: &str, readiness: Readiness) -> Result<(), String> {
+        self.commands
+            .send(Command::Readiness(service.to_string(), readiness))
+            .map_err(|_| STOPPED.to_string())?;
+        self.wake.signal();
+        Ok(())
     }
 
     /// Makes the gateway follow `plan` (the plan the fabric now enforces, after
@@ -707,6 +736,8 @@ struct Gw {
     udp_buf: Vec<u8>,
     next_sweep: Instant,
     probes: Vec<Probe>,
+    /// Services not ready for host connections, and whether they are gone.
+    not_ready: HashMap<String, Readiness>,
     /// Sockets closing after their connection ended (TIME-WAIT), and the port they hold.
     draining: Vec<(SocketHandle, Option<u16>)>,
     ports_in_use: HashSet<u16>,
@@ -804,6 +835,7 @@ impl Gw {
             udp_buf: vec![0; 1 << 16],
             next_sweep: start + SWEEP_EVERY,
             probes: Vec::new(),
+            not_ready: HashMap::new(),
             draining: Vec::new(),
             ports_in_use: Default::default(),
             next_port: *EPHEMERAL.start(),
@@ -899,6 +931,7 @@ impl Gw {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Probe(request) => self.start_probe(request),
+                Command::Readiness(service, readiness) => self.set_readiness(service, readiness),
                 Command::Apply(reconfig, reply) => {
                     let Reconfig { plan, listeners } = *reconfig;
                     let closed = self.reconfigure(plan, listeners);
@@ -1029,6 +1062,55 @@ impl Gw {
     }
 
     /// Resets, both ways, the connections that came from `origin`; returns how many.
+    /// Follows a service's readiness: resets its host connections that may not go on.
+    fn set_readiness(&mut self, service: String, readiness: Readiness) {
+        let tokens: Vec<u64> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.publication.service == service)
+            .map(|(t, _)| *t)
+            .collect();
+        if readiness != Readiness::Ready {
+            let sockets = &self.sockets;
+            let doomed: Vec<u64> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| match c.origin {
+                    Origin::Ingress(t) => tokens.contains(&t),
+                    Origin::Egress(_) => false,
+                })
+                .filter(|(_, c)| {
+                    readiness == Readiness::Gone
+                        || sockets.get::<tcp::Socket>(c.socket).state() == tcp::State::SynSent
+                })
+                .map(|(t, _)| *t)
+                .collect();
+            self.stats.ingress_not_ready += doomed.len() as u64;
+            for token in doomed {
+                self.reset(token);
+            }
+        }
+        match readiness {
+            Readiness::Ready => self.not_ready.remove(&service),
+            other => self.not_ready.insert(service, other),
+        };
+    }
+
+    /// Resets connection `token` both ways and forgets it.
+    fn reset(&mut self, token: u64) {
+        let Some(c) = self.conns.remove(&token) else {
+            return;
+        };
+        self.sockets.get_mut::<tcp::Socket>(c.socket).abort();
+        self.stats.resets_to_guest += 1;
+        if let Some(s) = &c.stream {
+            let _ = self.epoll.delete(s.as_raw_fd());
+            sys::set_linger_zero(s.as_raw_fd());
+            self.stats.resets_to_host += 1;
+        }
+        self.draining.push((c.socket, c.local_port));
+    }
+
     fn close_from(&mut self, origin: Origin) -> usize {
         let tokens: Vec<u64> = self
             .conns
@@ -1036,16 +1118,8 @@ impl Gw {
             .filter(|(_, c)| c.origin == origin)
             .map(|(t, _)| *t)
             .collect();
-        for token in &tokens {
-            let c = self.conns.remove(token).expect("listed");
-            self.sockets.get_mut::<tcp::Socket>(c.socket).abort();
-            self.stats.resets_to_guest += 1;
-            if let Some(s) = &c.stream {
-                let _ = self.epoll.delete(s.as_raw_fd());
-                sys::set_linger_zero(s.as_raw_fd());
-                self.stats.resets_to_host += 1;
-            }
-            self.draining.push((c.socket, c.local_port));
+        for &token in &tokens {
+            self.reset(token);
         }
         tokens.len()
     }
@@ -1075,6 +1149,14 @@ impl Gw {
                 }
             };
             let target = l.target;
+            if self.not_ready.contains_key(&l.publication.service) {
+                // Reset at once: the client must not wait for a guest that is not there, nor
+                // have what it sends delivered to a later instance.
+                sys::set_linger_zero(stream.as_raw_fd());
+                drop(stream);
+                self.stats.ingress_not_ready += 1;
+                continue;
+            }
             if self.conns.len() + self.probes.len() >= MAX_CONNECTIONS {
                 sys::set_linger_zero(stream.as_raw_fd());
                 drop(stream);

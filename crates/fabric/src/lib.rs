@@ -58,7 +58,7 @@ pub mod port;
 pub mod switch;
 pub mod wire;
 
-pub use gateway::{GatewayHandle, GatewayReport, GatewayStats};
+pub use gateway::{GatewayHandle, GatewayReport, GatewayStats, Readiness};
 pub use plan::{
     Capability, Egress, Endpoint, Gateway, Plan, PlanError, PortId, Probed, Proto, Published,
     Service, Subnet,

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sturdy_compose::{Condition, Plan, Probe, ServicePlan};
 use sturdy_fabric::port::{self, FabricHandle, Port};
-use sturdy_fabric::{gateway, CaptureId, CaptureTarget, Fabric, FrameSink, GatewayHandle, PortId};
+use sturdy_fabric::{
+    gateway, CaptureId, CaptureTarget, Fabric, FrameSink, GatewayHandle, PortId, Readiness,
+};
 
 use crate::console::{Console, DEFAULT_CAPACITY};
 use crate::instance::Instance;
@@ -194,6 +196,9 @@ struct Service {
     instance: Option<Instance>,
     /// Counts instances, so probe results of an old one are ignored.
     generation: u64,
+    /// What the gateway was last told of it (published ports reset clients of a service
+    /// that is not ready).
+    readiness: Option<Readiness>,
     state: State,
     restarts: u32,
     last_exit: Option<i32>,
@@ -545,6 +550,7 @@ impl App {
                 backoff: options.backoff,
                 instance: None,
                 generation: 0,
+                readiness: None,
                 state: if options.stopped.contains(&s.name) {
                     State::Stopped
                 } else {

@@ -60,12 +60,34 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
                 }
             }
         }
+        tell_readiness(shared, inner);
         drop(guard);
         let _ = woken.recv_timeout(TICK);
     }
     // Requests that came too late: their callers learn that the application stopped.
     for s in shared.lock().services.iter_mut() {
         s.requests.clear();
+    }
+}
+
+/// Tells the gateway which services take connections on their published ports: one that
+/// runs and is healthy (or has no health check), not one that is starting or unhealthy, and
+/// none that does not run.
+fn tell_readiness(shared: &Shared, inner: &mut Inner) {
+    let Some(gateway) = shared.gateway.locked().clone() else {
+        return;
+    };
+    for s in inner.services.iter_mut() {
+        let readiness = match (&s.instance, s.state) {
+            (None, _) => Readiness::Gone,
+            (Some(_), State::Healthy) => Readiness::Ready,
+            (Some(_), State::Running) if s.plan.healthcheck.is_none() => Readiness::Ready,
+            (Some(_), _) => Readiness::NotReady,
+        };
+        if s.readiness != Some(readiness) && gateway.set_readiness(&s.plan.name, readiness).is_ok()
+        {
+            s.readiness = Some(readiness);
+        }
     }
 }
 
