@@ -458,3 +458,74 @@ fn a_stopped_service_resets_its_clients_and_replays_nothing() {
     assert_eq!(stats["status"]["state"], "healthy");
     home.ok(&["down", "-p", "halt", "--volumes"]);
 }
+
+/// The daemon's socket is root's (and its user's) and its access group's: another user is
+/// told "permission denied" and what to do, with a failing status, not an empty table; a
+/// member of the group uses it.
+#[test]
+fn only_root_and_the_access_group_use_the_daemon() {
+    let home = Home::new("trust-group");
+    let group = format!("sturdyt{}", std::process::id());
+    let added = Command::new("groupadd").arg(&group).status().unwrap();
+    assert!(added.success(), "groupadd {group}");
+    struct DelGroup(String);
+    impl Drop for DelGroup {
+        fn drop(&mut self) {
+            let _ = Command::new("groupdel").arg(&self.0).status();
+        }
+    }
+    let _group = DelGroup(group.clone());
+    let gid = String::from_utf8(
+        Command::new("getent")
+            .args(["group", &group])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .split(':')
+    .nth(2)
+    .unwrap()
+    .to_string();
+
+    let mut daemon = home
+        .cmd(&["daemon", "run"])
+        .env("STURDY_GROUP", &group)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the daemon's socket", || {
+        home.dir.join("sturdy.sock").exists()
+    });
+    let as_nobody = |groups: &[&str], args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534"]);
+        match groups {
+            [] => c.arg("--clear-groups"),
+            g => c.arg(format!("--groups={}", g.join(","))),
+        };
+        c.arg(sturdy_exe())
+            .args(args)
+            .env("STURDY_HOME", &home.dir)
+            .env("STURDY_GROUP", &group)
+            .output()
+            .unwrap()
+    };
+    for args in [&["ps"][..], &["logs"]] {
+        let out = as_nobody(&[], args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "permission denied on {}",
+                home.dir.join("sturdy.sock").display()
+            )) && err.contains(&format!("usermod -aG {group}")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = as_nobody(&[&gid], &["ps", "--json"]);
+    assert!(out.status.success(), "a member: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    home.ok(&["daemon", "stop"]);
+    daemon.wait().unwrap();
+}

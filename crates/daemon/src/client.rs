@@ -26,6 +26,18 @@ pub enum ClientError {
         /// The connect error.
         why: String,
     },
+    /// The socket is the daemon's, and this user may not use it.
+    #[error(
+        "permission denied on {socket}: the daemon lets root and the members of the group \
+         '{group}' use it (add yourself: `usermod -aG {group} $USER`, then log in again), or \
+         use a state directory of your own (--state-dir DIR or STURDY_HOME=DIR)"
+    )]
+    PermissionDenied {
+        /// The socket.
+        socket: String,
+        /// The group whose members may use it.
+        group: String,
+    },
     /// The daemon answered with a failure.
     #[error("{message}")]
     Api {
@@ -76,6 +88,20 @@ impl Client {
         &self.socket
     }
 
+    fn connect_error(&self, e: &std::io::Error) -> ClientError {
+        let socket = self.socket.display().to_string();
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return ClientError::PermissionDenied {
+                socket,
+                group: crate::server::access_group_name(),
+            };
+        }
+        ClientError::NotRunning {
+            socket,
+            why: e.to_string(),
+        }
+    }
+
     fn transport(&self, why: impl std::fmt::Display) -> ClientError {
         ClientError::Transport {
             socket: self.socket.display().to_string(),
@@ -91,10 +117,7 @@ impl Client {
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
-            .map_err(|e| ClientError::NotRunning {
-                socket: self.socket.display().to_string(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| self.connect_error(&e))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.transport(e))?;

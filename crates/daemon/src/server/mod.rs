@@ -132,6 +132,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             .map_err(|e| other(format!("{}: {e}", dir.display())))?;
     }
     check_state_dir(dir)?;
+    share_with_group(dir)?;
     let socket = dir.join(SOCKET);
     if socket.as_os_str().len() > SOCKET_PATH_MAX {
         return Err(other(format!(
@@ -170,6 +171,87 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(dir.join(PID_FILE));
     log(&format!("stopped (pid {})", std::process::id()));
     result
+}
+
+/// The group whose members may use the daemon's socket: `$STURDY_GROUP`, else `sturdy`.
+pub fn access_group_name() -> String {
+    std::env::var("STURDY_GROUP")
+        .ok()
+        .filter(|g| !g.is_empty())
+        .unwrap_or_else(|| "sturdy".to_string())
+}
+
+/// The id of [`access_group_name`]'s group, if the host has it (from /etc/group).
+pub fn access_group() -> Option<u32> {
+    let name = access_group_name();
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+/// Whether the process at the other end of a connection may use the API: this daemon's user,
+/// root, or a member of the access group (its primary group, or a supplementary one as
+/// /proc/PID/status lists them). The socket's mode already keeps others out; this holds
+/// even if someone loosens it.
+fn peer_allowed(stream: &tokio::net::UnixStream, group: Option<u32>) -> bool {
+    let Ok(cred) = stream.peer_cred() else {
+        return false;
+    };
+    let me = crate::os::effective_uid();
+    if cred.uid() == me || cred.uid() == 0 {
+        return true;
+    }
+    let Some(group) = group else {
+        return false;
+    };
+    if cred.gid() == group {
+        return true;
+    }
+    let Some(pid) = cred.pid() else {
+        return false;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| g.split_whitespace().any(|g| g.parse() == Ok(group)))
+        })
+        .unwrap_or(false)
+}
+
+/// The API's socket, letting through only the connections [`peer_allowed`] allows.
+struct Guarded {
+    listener: tokio::net::UnixListener,
+    group: Option<u32>,
+}
+
+impl axum::serve::Listener for Guarded {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+            if peer_allowed(&stream, self.group) {
+                return (stream, addr);
+            }
+            let who = stream.peer_cred().map_or("?".to_string(), |c| {
+                format!("uid {} gid {}", c.uid(), c.gid())
+            });
+            log(&format!(
+                "refused a connection from {who} (not root, this user, or in the access group)"
+            ));
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }
 
 /// Refuses a state directory someone else could change under the daemon or its clients: it
@@ -223,6 +305,22 @@ pub fn check_state_dir(dir: &Path) -> Result<(), DaemonError> {
         }
     }
     Ok(())
+}
+
+/// Lets the access group's members reach the socket: the state directory (owned by this
+/// user) is given that group and mode 0750, or 0700 if the host has no such group. Its
+/// files stay the owner's: the database, volumes and logs are 0600 or in 0700 directories.
+fn share_with_group(dir: &Path) -> Result<(), DaemonError> {
+    let mode = match access_group() {
+        Some(gid) => {
+            std::os::unix::fs::chown(dir, None, Some(gid))
+                .map_err(|e| other(format!("{}: {e}", dir.display())))?;
+            0o750
+        }
+        None => 0o700,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| other(format!("{}: {e}", dir.display())))
 }
 
 /// Writes this process's pid to `path`, never through a symbolic link.
@@ -300,8 +398,17 @@ async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(socket);
     let listener = tokio::net::UnixListener::bind(socket)
         .map_err(|e| other(format!("cannot listen on {}: {e}", socket.display())))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+    // Root's and this user's; with an access group, its members' too (the directory above
+    // lets them through: see `share_with_group`).
+    let group = access_group();
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(socket, None, Some(gid))
+            .map_err(|e| other(format!("{}: {e}", socket.display())))?;
+    }
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
         .map_err(|e| other(format!("{}: {e}", socket.display())))?;
+    let listener = Guarded { listener, group };
     log(&format!(
         "listening on {} (pid {})",
         socket.display(),
