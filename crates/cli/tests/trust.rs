@@ -529,3 +529,43 @@ fn only_root_and_the_access_group_use_the_daemon() {
     home.ok(&["daemon", "stop"]);
     daemon.wait().unwrap();
 }
+
+/// One source holding 2,000 idle connections to a published port does not starve the
+/// others: it gets its share (64 by default), the rest are reset at once and counted, another
+/// client's requests all succeed, and web stays healthy.
+#[test]
+fn a_flood_of_idle_connections_from_one_source_starves_no_one() {
+    preconditions();
+    let home = Home::new("trust-flood");
+    let port = free_port();
+    let file = guestbook_in(&home.dir.join("app"), "flood", port);
+    home.ok(&["up", "-d", "--wait", file.to_str().unwrap()]);
+    // Room for 2,000 sockets in this process, whatever the shell's soft limit.
+    let me = std::process::id().to_string();
+    let raised = Command::new("prlimit")
+        .args(["--pid", &me, "--nofile=8192:8192"])
+        .status()
+        .unwrap();
+    assert!(raised.success(), "prlimit");
+
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let hog = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    // Connections the gateway resets may fail already in connect: those are refused too.
+    let held: Vec<_> = (0..2000)
+        .filter_map(|_| testkit::connect_from(hog, to).ok())
+        .collect();
+    for i in 0..50 {
+        let answer = http(port, "GET", "/health", "");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "request {i}: {answer:?}"
+        );
+    }
+    let web = home.service("flood", "web");
+    assert_eq!(web["state"], "healthy", "{web}");
+    let stats = home.json(&["stats", "-p", "flood"]);
+    let refused = stats[0]["connections_refused"].as_u64().unwrap();
+    assert!(refused >= 2000 - 64, "{stats}");
+    drop(held);
+    home.ok(&["down", "-p", "flood", "--volumes"]);
+}

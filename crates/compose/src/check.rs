@@ -130,7 +130,7 @@ pub(crate) fn check(app: &App, sink: &mut Sink) -> Option<Subnet> {
         }
 
         // Published ports.
-        for ((ip, host, guest), at) in &s.ports {
+        for ((ip, host, guest, _), at) in &s.ports {
             if !s
                 .provides
                 .iter()

@@ -7,6 +7,7 @@
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
+use sturdy_fabric::IngressLimits;
 
 use sturdy_bootcfg::Proto;
 
@@ -58,8 +59,8 @@ pub struct Service {
     pub mem: Option<u64>,
     /// `command`: guest arguments, templates unexpanded.
     pub command: Vec<(String, At)>,
-    /// `ports`: host address, host port, guest port.
-    pub ports: Vec<((Ipv4Addr, u16, u16), At)>,
+    /// `ports`: host address, host port, guest port, and the limits on host connections.
+    pub ports: Vec<((Ipv4Addr, u16, u16, IngressLimits), At)>,
     /// `uses`: `svc` or `svc.endpoint`.
     pub uses: Vec<(String, At)>,
     /// `provides`: endpoint name, port, protocol.
@@ -156,6 +157,15 @@ const HEALTH_KEYS: &[&str] = &[
     "start_period",
 ];
 const VOLUME_KEYS: &[&str] = &["size"];
+const PORT_KEYS: &[&str] = &[
+    "target",
+    "published",
+    "host_ip",
+    "protocol",
+    "connections_per_source",
+    "idle_timeout",
+    "handshake_timeout",
+];
 const DEPENDS_KEYS: &[&str] = &["condition"];
 
 /// Hints for keys people bring from Docker Compose.
@@ -546,9 +556,7 @@ impl Reader<'_> {
                         }),
                     };
                 }
-                "ports" => {
-                    s.ports = self.each(v, &fkey, "a list of published ports such as [\"8080:80\"]", "a published port such as \"8080:80\"", units::published);
-                }
+                "ports" => s.ports = self.ports(v, &fkey),
                 "uses" => {
                     s.uses = self.each(v, &fkey, "a list of capabilities such as [db] or [\"db.kv\"]", "a capability such as db or db.kv", |u| {
                         let (svc, ep) = match u.split_once('.') {
@@ -732,6 +740,86 @@ impl Reader<'_> {
         h.port = port?;
         h.port_at = port_at;
         ok.then_some(h)
+    }
+
+    /// `ports`: each `"[IP:]HOST:GUEST"`, or Compose's long form with sturdy's limits:
+    /// `{ published: 8080, target: 80, host_ip: 127.0.0.1, connections_per_source: 64,
+    /// idle_timeout: 5m, handshake_timeout: 10s }`.
+    fn ports(&mut self, node: &Node, key: &str) -> Vec<((Ipv4Addr, u16, u16, IngressLimits), At)> {
+        let mut out = Vec::new();
+        let expected = "a list of published ports such as [\"8080:80\"]";
+        for (i, n) in self.items(node, key, expected).iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            if !matches!(n.kind, Kind::Map(_)) {
+                let Some(text) = self.text(
+                    n,
+                    &k,
+                    "a published port such as \"8080:80\", or { published: 8080, target: 80 }",
+                ) else {
+                    continue;
+                };
+                match units::published(&text) {
+                    Ok((ip, host, guest)) => {
+                        out.push(((ip, host, guest, IngressLimits::default()), at(n.pos, &k)))
+                    }
+                    Err(e) => self.err(n.pos, &k, e),
+                }
+                continue;
+            }
+            let fields = self.entries(
+                n,
+                &k,
+                "{ published: 8080, target: 80 }",
+                Some(PORT_KEYS),
+                "key",
+            );
+            let (mut ip, mut host, mut guest) = (Ipv4Addr::UNSPECIFIED, None, None);
+            let mut limits = IngressLimits::default();
+            let mut ok = true;
+            for (f, _, v) in &fields {
+                let fkey = child(&k, f);
+                let positive = |t: &str| {
+                    let d = units::duration(t)?;
+                    if d.is_zero() {
+                        Err(format!("'{t}' must be longer than zero"))
+                    } else {
+                        Ok(d)
+                    }
+                };
+                let found = match f.as_str() {
+                    "target" => self.value(v, &fkey, "a guest port", units::port).map(|p| guest = Some(p)),
+                    "published" => self.value(v, &fkey, "a host port", units::port).map(|p| host = Some(p)),
+                    "host_ip" => self.value(v, &fkey, "an IPv4 address such as 127.0.0.1", units::ipv4).map(|a| ip = a),
+                    "protocol" => self.value(v, &fkey, "tcp", |t| match t {
+                        "tcp" => Ok(()),
+                        other => Err(format!("only tcp ports can be published, not '{other}'")),
+                    }),
+                    "connections_per_source" => self
+                        .value(v, &fkey, "a number of connections, 1 to 1024", |t| match t.parse::<u32>() {
+                            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+                            _ => Err(format!("'{t}' is not a number of connections from 1 to 1024 (the gateway holds 1024 at most)")),
+                        })
+                        .map(|n| limits.per_source = n),
+                    "idle_timeout" => self.value(v, &fkey, "a duration such as 5m", positive).map(|d| limits.idle_timeout = d),
+                    "handshake_timeout" => self.value(v, &fkey, "a duration such as 10s", positive).map(|d| limits.handshake_timeout = d),
+                    _ => Some(()),
+                };
+                ok &= found.is_some();
+            }
+            match (host, guest) {
+                (Some(host), Some(guest)) if ok => {
+                    out.push(((ip, host, guest, limits), at(n.pos, &k)))
+                }
+                (None, _) if ok => self.err(
+                    n.pos,
+                    &k,
+                    "missing 'published': the host port (sturdy never picks a host port for you)",
+                ),
+                (_, None) if ok => self.err(n.pos, &k, "missing 'target': the guest port"),
+                _ => {}
+            }
+        }
+        out
     }
 
     fn depends_on(&mut self, node: &Node, key: &str) -> Vec<((String, Condition), At)> {

@@ -172,6 +172,38 @@ pub struct PublishedPlan {
     pub guest_port: u16,
     /// The endpoint's name.
     pub endpoint: String,
+    /// Connections one source address may hold open at once.
+    #[serde(default = "default_per_source")]
+    pub connections_per_source: u32,
+    /// A connection that moves nothing this long is reset.
+    #[serde(with = "duration_text", default = "default_idle")]
+    pub idle_timeout: Duration,
+    /// A connection whose guest does not answer the handshake this long is reset.
+    #[serde(with = "duration_text", default = "default_handshake")]
+    pub handshake_timeout: Duration,
+}
+
+impl PublishedPlan {
+    /// The gateway's limits for this publication's host connections.
+    pub fn limits(&self) -> sturdy_fabric::IngressLimits {
+        sturdy_fabric::IngressLimits {
+            per_source: self.connections_per_source,
+            idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+        }
+    }
+}
+
+fn default_per_source() -> u32 {
+    sturdy_fabric::IngressLimits::default().per_source
+}
+
+fn default_idle() -> Duration {
+    sturdy_fabric::IngressLimits::default().idle_timeout
+}
+
+fn default_handshake() -> Duration {
+    sturdy_fabric::IngressLimits::default().handshake_timeout
 }
 
 /// A health check.
@@ -501,10 +533,13 @@ pub(crate) fn build(app: &App, subnet: Subnet, file: &Path, sink: &mut Sink) -> 
             ports: s
                 .ports
                 .iter()
-                .map(|((ip, host, guest), _)| PublishedPlan {
+                .map(|((ip, host, guest, limits), _)| PublishedPlan {
                     host_ip: *ip,
                     host_port: *host,
                     guest_port: *guest,
+                    connections_per_source: limits.per_source,
+                    idle_timeout: limits.idle_timeout,
+                    handshake_timeout: limits.handshake_timeout,
                     endpoint: s
                         .provides
                         .iter()
@@ -700,6 +735,32 @@ services:
     image: bin/worker
     uses: [api, cache]
 "#;
+
+    /// Compose's long form of a published port carries the gateway's limits into the plan;
+    /// the short form gets the defaults.
+    #[test]
+    fn published_ports_carry_their_limits() {
+        let yaml = "name: a\nservices:\n  web:\n    image: w\n    provides: { http: 80/tcp }\n    \
+                    ports:\n      - \"8080:80\"\n      - { published: 8081, target: 80, host_ip: 127.0.0.1, \
+                    connections_per_source: 8, idle_timeout: 30s, handshake_timeout: 2s }\n";
+        let plan = crate::parse(yaml, Path::new("a/sturdy.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let ports = &plan.service("web").unwrap().ports;
+        assert_eq!(ports[0].limits(), sturdy_fabric::IngressLimits::default());
+        assert_eq!(
+            (ports[1].host_ip.to_string().as_str(), ports[1].host_port),
+            ("127.0.0.1", 8081)
+        );
+        assert_eq!(
+            ports[1].limits(),
+            sturdy_fabric::IngressLimits {
+                per_source: 8,
+                idle_timeout: std::time::Duration::from_secs(30),
+                handshake_timeout: std::time::Duration::from_secs(2),
+            }
+        );
+        let back = crate::Plan::from_json(&plan.to_json()).unwrap();
+        assert_eq!(back, plan);
+    }
 
     #[test]
     fn plans_references_order_and_egress() {

@@ -32,6 +32,10 @@ pub struct ServiceStats {
     pub drops: u64,
     /// The drops by reason (only reasons that occurred).
     pub drops_by_reason: Vec<(String, u64)>,
+    /// Host connections to its published ports the gateway refused or reset: too many from
+    /// one source, idle or unanswered too long, the gateway full, or the service not ready.
+    #[serde(default)]
+    pub connections_refused: u64,
 }
 
 /// The stats of service `name`, running as `pid`, with its port's counters.

@@ -106,6 +106,13 @@ pub struct GatewayStats {
     /// Host connections refused (reset at once) because their service was not ready
     /// ([`GatewayHandle::set_readiness`]), and connections reset when it stopped.
     pub ingress_not_ready: u64,
+    /// Host connections refused (reset at once) because their source address held as many
+    /// as its publication allows ([`crate::IngressLimits::per_source`]).
+    pub ingress_refused_per_source: u64,
+    /// Host connections reset after moving no byte for their idle timeout.
+    pub ingress_idle_closed: u64,
+    /// Host connections reset because the guest did not answer the handshake in time.
+    pub ingress_handshake_timeouts: u64,
     /// Guest connections accepted for egress capabilities.
     pub egress_opened: u64,
     /// Egress connections whose outside address could not be reached.
@@ -156,6 +163,8 @@ pub struct GatewayHandle {
     fabric: Option<(Link, LocalId)>,
     wake: Arc<EventFd>,
     stats: Arc<Mutex<GatewayStats>>,
+    /// Host connections refused per service (limits, readiness).
+    refused: Arc<Mutex<HashMap<String, u64>>>,
     commands: mpsc::Sender<Command>,
     /// The publications in force and the host address each listens on. Held through an
     /// [`apply`](Self::apply), so that applies are serialized.
@@ -265,6 +274,17 @@ impl GatewayHandle {
     /// A snapshot of the counters.
     pub fn stats(&self) -> GatewayStats {
         *self.stats.lock().expect("gateway stats")
+    }
+
+    /// Host connections to `service`'s published ports the gateway refused or reset for
+    /// its limits ([`crate::IngressLimits`], the gateway's own) or because it was not ready.
+    pub fn refused(&self, service: &str) -> u64 {
+        self.refused
+            .lock()
+            .expect("gateway refusals")
+            .get(service)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Probes `service`'s TCP port `port` from inside the fabric: the gateway opens a TCP
@@ -474,11 +494,13 @@ pub fn spawn(plan: &Plan, fabric: &FabricHandle) -> Result<GatewayHandle, Gatewa
     let mut gw = Gw::new(plan, epoll, wake.clone(), incoming, stats.clone());
     gw.reconfigure(plan.clone(), listeners);
     gw.publish_stats();
+    let refused = gw.refused_out.clone();
     let id = fabric.attach_local(PortId::GATEWAY, Box::new(gw))?;
     Ok(GatewayHandle {
         fabric: Some((fabric.link(), id)),
         wake,
         stats,
+        refused,
         commands,
         published: Mutex::new(published),
         gateway: (plan.subnet, plan.gateway),
@@ -596,6 +618,11 @@ struct Conn {
     /// The local port it holds (ingress), freed when its socket goes.
     local_port: Option<u16>,
     origin: Origin,
+    /// The host peer's address (ingress): its connections are counted per source.
+    source: Option<IpAddr>,
+    /// When it was opened, and when a byte last moved either way.
+    opened: Instant,
+    active: Instant,
 }
 
 /// A published endpoint's host listener.
@@ -738,6 +765,13 @@ struct Gw {
     probes: Vec<Probe>,
     /// Services not ready for host connections, and whether they are gone.
     not_ready: HashMap<String, Readiness>,
+    /// Open ingress connections per listener and source address.
+    per_source: HashMap<(u64, IpAddr), u32>,
+    /// Host connections refused (limits, readiness) per service, and whether that changed
+    /// since it was last published.
+    refused: HashMap<String, u64>,
+    refused_changed: bool,
+    refused_out: Arc<Mutex<HashMap<String, u64>>>,
     /// Sockets closing after their connection ended (TIME-WAIT), and the port they hold.
     draining: Vec<(SocketHandle, Option<u16>)>,
     ports_in_use: HashSet<u16>,
@@ -836,6 +870,10 @@ impl Gw {
             next_sweep: start + SWEEP_EVERY,
             probes: Vec::new(),
             not_ready: HashMap::new(),
+            per_source: HashMap::new(),
+            refused: HashMap::new(),
+            refused_changed: false,
+            refused_out: Arc::new(Mutex::new(HashMap::new())),
             draining: Vec::new(),
             ports_in_use: Default::default(),
             next_port: *EPHEMERAL.start(),
@@ -908,6 +946,12 @@ impl Gw {
         self.stats.connections = self.conns.len() + self.probes.len();
         self.stats.udp_flows = self.udp_flows.len();
         *self.stats_out.lock().expect("gateway stats") = self.stats;
+        if std::mem::take(&mut self.refused_changed) {
+            self.refused_out
+                .lock()
+                .expect("gateway refusals")
+                .clone_from(&self.refused);
+        }
     }
 
     /// Watches again the paused listeners whose pause is over (those still published).
@@ -1088,6 +1132,7 @@ impl Gw {
             self.stats.ingress_not_ready += doomed.len() as u64;
             for token in doomed {
                 self.reset(token);
+                self.count_refused(&service);
             }
         }
         match readiness {
@@ -1096,9 +1141,29 @@ impl Gw {
         };
     }
 
+    /// Counts a host connection to `service` refused or reset by the gateway.
+    fn count_refused(&mut self, service: &str) {
+        *self.refused.entry(service.to_string()).or_insert(0) += 1;
+        self.refused_changed = true;
+    }
+
+    /// Removes connection `token` from the table (and its source's count).
+    fn forget(&mut self, token: u64) -> Option<Conn> {
+        let c = self.conns.remove(&token)?;
+        if let (Origin::Ingress(listener), Some(source)) = (c.origin, c.source) {
+            if let Some(n) = self.per_source.get_mut(&(listener, source)) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&(listener, source));
+                }
+            }
+        }
+        Some(c)
+    }
+
     /// Resets connection `token` both ways and forgets it.
     fn reset(&mut self, token: u64) {
-        let Some(c) = self.conns.remove(&token) else {
+        let Some(c) = self.forget(token) else {
             return;
         };
         self.sockets.get_mut::<tcp::Socket>(c.socket).abort();
@@ -1149,18 +1214,46 @@ impl Gw {
                 }
             };
             let target = l.target;
-            if self.not_ready.contains_key(&l.publication.service) {
+            let service = l.publication.service.clone();
+            let limits = self.plan.ingress_limits(l.publication.host);
+            let source = peer.ip();
+            if self.not_ready.contains_key(&service) {
                 // Reset at once: the client must not wait for a guest that is not there, nor
                 // have what it sends delivered to a later instance.
                 sys::set_linger_zero(stream.as_raw_fd());
                 drop(stream);
                 self.stats.ingress_not_ready += 1;
+                self.count_refused(&service);
                 continue;
             }
-            if self.conns.len() + self.probes.len() >= MAX_CONNECTIONS {
+            let held = self.per_source.get(&(token, source)).copied().unwrap_or(0);
+            if held >= limits.per_source {
+                // One address may not take the whole connection budget (a flood of idle
+                // connections would starve every other client).
+                sys::set_linger_zero(stream.as_raw_fd());
+                drop(stream);
+                self.stats.ingress_refused_per_source += 1;
+                self.count_refused(&service);
+                let now = Instant::now();
+                if self.refusal_logged.is_none_or(|at| now >= at + SWEEP_EVERY) {
+                    self.refusal_logged = Some(now);
+                    tracing::warn!(
+                        target: "sturdy_fabric::gateway",
+                        "{source} holds {held} connections to {}, its limit: connection reset \
+                         ({} refused so far)",
+                        publication_of(&self.listeners, token),
+                        self.stats.ingress_refused_per_source
+                    );
+                }
+                continue;
+            }
+            // Probes have their own budget (MAX_PROBES): they never take a client's place,
+            // nor clients theirs.
+            if self.conns.len() >= MAX_CONNECTIONS {
                 sys::set_linger_zero(stream.as_raw_fd());
                 drop(stream);
                 self.stats.ingress_refused += 1;
+                self.count_refused(&service);
                 let now = Instant::now();
                 if self.refusal_logged.is_none_or(|at| now >= at + SWEEP_EVERY) {
                     self.refusal_logged = Some(now);
@@ -1187,7 +1280,9 @@ impl Gw {
             }
             let handle = self.sockets.add(socket);
             self.stats.ingress_opened += 1;
-            self.add_conn(handle, Some(stream), Some(local), Origin::Ingress(token));
+            *self.per_source.entry((token, source)).or_insert(0) += 1;
+            let conn = self.add_conn(handle, Some(stream), Some(local), Origin::Ingress(token));
+            self.conns.get_mut(&conn).expect("added").source = Some(source);
         }
     }
 
@@ -1197,12 +1292,13 @@ impl Gw {
         stream: Option<TcpStream>,
         port: Option<u16>,
         origin: Origin,
-    ) {
+    ) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
         if let Some(s) = &stream {
             self.watch(token, s);
         }
+        let now = Instant::now();
         self.conns.insert(
             token,
             Conn {
@@ -1214,8 +1310,12 @@ impl Gw {
                 host_shut: false,
                 local_port: port,
                 origin,
+                source: None,
+                opened: now,
+                active: now,
             },
         );
+        token
     }
 
     fn watch(&self, token: u64, stream: &TcpStream) {
@@ -1571,6 +1671,37 @@ impl Gw {
     }
 
     /// Forgets the UDP flows idle past their timeout.
+    /// Resets the host connections past their limits: a guest that did not answer the
+    /// handshake in time, a connection that moved nothing for its idle timeout.
+    fn sweep_ingress(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (&token, c) in &self.conns {
+            let Origin::Ingress(listener) = c.origin else {
+                continue;
+            };
+            let Some(l) = self.listeners.get(&listener) else {
+                continue;
+            };
+            let limits = self.plan.ingress_limits(l.publication.host);
+            let connecting =
+                self.sockets.get::<tcp::Socket>(c.socket).state() == tcp::State::SynSent;
+            if connecting && now.duration_since(c.opened) >= limits.handshake_timeout {
+                expired.push((token, l.publication.service.clone(), true));
+            } else if now.duration_since(c.active) >= limits.idle_timeout {
+                expired.push((token, l.publication.service.clone(), false));
+            }
+        }
+        for (token, service, handshake) in expired {
+            if handshake {
+                self.stats.ingress_handshake_timeouts += 1;
+            } else {
+                self.stats.ingress_idle_closed += 1;
+            }
+            self.reset(token);
+            self.count_refused(&service);
+        }
+    }
+
     fn sweep_udp(&mut self) {
         let now = Instant::now();
         self.next_sweep = now + SWEEP_EVERY;
@@ -1652,7 +1783,10 @@ impl Gw {
                         socket.close();
                         moved = true;
                     }
-                    Ok(Ok(_)) => moved = true,
+                    Ok(Ok(_)) => {
+                        moved = true;
+                        c.active = Instant::now();
+                    }
                     Ok(Err(e)) if e.kind() == ErrorKind::WouldBlock => c.readable = false,
                     Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
                     Ok(Err(_)) | Err(_) => {
@@ -1668,7 +1802,11 @@ impl Gw {
                     Err(e) => (0, Err(e)),
                 });
                 match r {
-                    Ok(Ok(_)) => moved = true,
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(_)) => {
+                        moved = true;
+                        c.active = Instant::now();
+                    }
                     Ok(Err(e)) if e.kind() == ErrorKind::WouldBlock => c.writable = false,
                     Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
                     Ok(Err(_)) | Err(_) => {
@@ -1711,7 +1849,7 @@ impl Gw {
             }
         }
         for token in done {
-            let c = self.conns.remove(&token).expect("listed");
+            let c = self.forget(token).expect("listed");
             if let Some(s) = &c.stream {
                 let _ = self.epoll.delete(s.as_raw_fd());
             }
@@ -1761,6 +1899,7 @@ impl LocalPort for Gw {
         let now = Instant::now();
         if now >= self.next_sweep {
             self.sweep_udp();
+            self.sweep_ingress(now);
         }
         if self.paused.iter().any(|&(_, until)| now >= until) {
             self.resume_listeners(now);

@@ -60,8 +60,8 @@ pub mod wire;
 
 pub use gateway::{GatewayHandle, GatewayReport, GatewayStats, Readiness};
 pub use plan::{
-    Capability, Egress, Endpoint, Gateway, Plan, PlanError, PortId, Probed, Proto, Published,
-    Service, Subnet,
+    Capability, Egress, Endpoint, Gateway, IngressLimits, Plan, PlanError, PortId, Probed, Proto,
+    Published, Service, Subnet,
 };
 pub use policy::conntrack::Timeouts;
 pub use policy::{DropReason, Drops, Field};

@@ -295,6 +295,34 @@ pub struct Plan {
     pub published: Vec<Published>,
     /// The endpoints the gateway may probe (health checks), besides the published ones.
     pub probes: Vec<Probed>,
+    /// Limits on the host connections of publications (by their host address); those not
+    /// listed get [`IngressLimits::default`].
+    pub ingress_limits: Vec<(SocketAddr, IngressLimits)>,
+}
+
+/// What the gateway allows the host clients of one publication, so that one client cannot
+/// starve the others (a flood of idle connections from one address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngressLimits {
+    /// Connections one source address may hold open at once; more are reset.
+    pub per_source: u32,
+    /// A connection that moves no byte either way this long is reset.
+    pub idle_timeout: std::time::Duration,
+    /// A connection whose guest has not answered the handshake this long is reset.
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl Default for IngressLimits {
+    /// 64 connections per source (a sixteenth of the gateway's 1024, and a quarter of what
+    /// a small guest such as the guestbook's web serves at once), 5 minutes idle, 10 s to
+    /// connect to the guest.
+    fn default() -> IngressLimits {
+        IngressLimits {
+            per_source: 64,
+            idle_timeout: std::time::Duration::from_secs(300),
+            handshake_timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 impl Plan {
@@ -314,7 +342,22 @@ impl Plan {
             egress: Vec::new(),
             published: Vec::new(),
             probes: Vec::new(),
+            ingress_limits: Vec::new(),
         }
+    }
+
+    /// Sets the limits on the host connections of the publication(s) on `host`.
+    pub fn limit_ingress(&mut self, host: SocketAddr, limits: IngressLimits) {
+        self.ingress_limits.retain(|(h, _)| *h != host);
+        self.ingress_limits.push((host, limits));
+    }
+
+    /// The limits on the host connections of the publication on `host`.
+    pub fn ingress_limits(&self, host: SocketAddr) -> IngressLimits {
+        self.ingress_limits
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map_or_else(IngressLimits::default, |(_, l)| *l)
     }
 
     /// Adds service `name` providing `provides`, with the next address (the `n`th service added

@@ -104,6 +104,15 @@ fn echo_fabric_with(
     for p in published {
         plan.publish(any_port(), p).unwrap();
     }
+    // Many connections from this one test process (one source address): more than the
+    // default share of a source.
+    plan.limit_ingress(
+        any_port(),
+        sturdy_fabric::IngressLimits {
+            per_source: 1024,
+            ..Default::default()
+        },
+    );
     let (handle, gw, ends) = fabric(&plan);
     let mut server = boot(
         &plan,

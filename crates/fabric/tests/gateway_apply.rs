@@ -236,6 +236,16 @@ fn host_connections_beyond_the_limit_are_reset() {
     let mut plan = Plan::new("10.77.0.0/24".parse().unwrap());
     plan.add_service("peer", vec![ep("echo", 7)]).unwrap();
     plan.publish(any_port(), "peer.echo").unwrap();
+    // The gateway's own limit, not a source's share or the handshake's timeout (no guest
+    // answers here).
+    plan.limit_ingress(
+        any_port(),
+        sturdy_fabric::IngressLimits {
+            per_source: u32::MAX,
+            handshake_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
     let (_handle, gw, _ends) = fabric(&plan);
     let addr = gw.published()[0].1;
     let mut held: Vec<TcpStream> = (0..MAX_CONNECTIONS)

@@ -44,10 +44,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A TCP connection to `to` from the loopback address `source` (any of 127.0.0.0/8): a
+/// second host client, as a gateway's per-source limits see it.
+pub fn connect_from(source: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((source, 0)).into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
 /// One HTTP/1.1 request to `addr` with `Connection: close` (and a form body); the whole
 /// answer, or what came before the connection broke.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    // A gateway resets the clients of a service that is not ready, maybe before connect
+    // returns: that is an empty answer, as a reset after it is.
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return String::new(),
+        Err(e) => panic!("connect to {addr}: {e}"),
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\

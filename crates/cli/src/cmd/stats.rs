@@ -127,6 +127,7 @@ fn print(args: &Args, rows: &[Row], out: &mut dyn Write) -> Result<(), CliError>
         "RX",
         "TX",
         "DROPS",
+        "REFUSED",
     ]
     .map(String::from)
     .to_vec()];
@@ -153,6 +154,7 @@ fn print(args: &Args, rows: &[Row], out: &mut dyn Write) -> Result<(), CliError>
                     .collect();
                 format!("{} ({})", s.drops, why.join(", "))
             },
+            s.connections_refused.to_string(),
         ]);
     }
     table(out, &lines)?;

@@ -468,6 +468,7 @@ impl App {
                 fabric_plan
                     .publish(host, &format!("{}.{}", s.name, p.endpoint))
                     .map_err(|e| Error::Config(format!("publish {host}: {e}")))?;
+                fabric_plan.limit_ingress(host, p.limits());
                 publications.push(index(&fabric_plan, host, &s.name, &p.endpoint));
             }
         }
@@ -689,6 +690,7 @@ impl App {
             .locked()
             .as_ref()
             .and_then(|f| f.stats().ok());
+        let gateway = self.shared.gateway.locked().clone();
         self.status()
             .into_iter()
             .map(|s| {
@@ -696,7 +698,9 @@ impl App {
                     .as_ref()
                     .and_then(|f| f.ports.iter().find(|p| p.service == s.name))
                     .map(|p| p.stats);
-                stats::of_service(&s.name, s.pid, port)
+                let mut stats = stats::of_service(&s.name, s.pid, port);
+                stats.connections_refused = gateway.as_ref().map_or(0, |g| g.refused(&s.name));
+                stats
             })
             .collect()
     }
