@@ -1,5 +1,6 @@
 //! The `kv` unikernel with real clients: every command through `redis-cli` over a TAP, malformed
-//! RESP, durability across `kill -9` of its monitor, and a torn last record.
+//! RESP, durability across `kill -9` of its monitor, a torn last record, and a small volume
+//! filled, half deleted and filled again.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -233,7 +234,7 @@ fn a_torn_last_record_is_skipped_with_a_log_line() {
     let (_kv, console) = start_kv(&ns, &disk);
     assert!(console.contains("torn"), "no torn-record line: {console}");
     assert!(
-        console.contains(&format!("recovered 50 records ({bytes} bytes)")),
+        console.contains(&format!("recovered 50 records ({bytes} bytes at offset 0,")),
         "{console}"
     );
     for i in [0, 25, 49] {
@@ -243,6 +244,100 @@ fn a_torn_last_record_is_skipped_with_a_log_line() {
     // New writes go after the last good record and survive the next restart.
     assert_eq!(cli(&ns, &["SET", "after", "torn"]), "OK");
     assert_eq!(std::fs::read(&disk).unwrap()[..bytes as usize], clean[..]);
+}
+
+/// The test on the real unikernel: a small volume filled until kv answers -OOM, half
+/// of it deleted, filled again (the log is compacted on the way), compacted on request, and all
+/// of it there after restarts.
+#[test]
+fn a_full_volume_takes_writes_again_after_deleting_half() {
+    let dir = TempDir::new("kvfull");
+    let disk = dir.file("kv.img", 64 << 10);
+    let ns = namespace("kvfull");
+    let (kv, console) = start_kv(&ns, &disk);
+    assert!(
+        console.contains("24540 bytes of live data allowed"),
+        "{console}"
+    );
+    let value = || vec![b'v'; 1000];
+    let keys = in_netns(&ns, move || {
+        let mut c = Client::connect().expect("connect to kv");
+        let mut keys = 0;
+        loop {
+            let reply = c.call(&[b"SET", format!("k{keys:02}").as_bytes(), &value()]);
+            let reply = reply.unwrap();
+            if reply != b"+OK\r\n" {
+                assert_eq!(
+                    String::from_utf8_lossy(&reply),
+                    "-OOM command not allowed when used memory > 'maxmemory'.\r\n"
+                );
+                break keys;
+            }
+            keys += 1;
+        }
+    });
+    assert_eq!(keys, 23, "1029 bytes a key, 24540 at most");
+    in_netns(&ns, move || {
+        let mut c = Client::connect().unwrap();
+        for i in (0..keys).step_by(2) {
+            let reply = c.call(&[b"DEL", format!("k{i:02}").as_bytes()]).unwrap();
+            assert_eq!(reply, b":1\r\n");
+        }
+        // Twice the volume's worth of writes: only possible if the log is compacted.
+        for round in 0..4 {
+            for i in (0..keys).step_by(2) {
+                let key = format!("k{i:02}");
+                let reply = c.call(&[b"SET", key.as_bytes(), &value()]).unwrap();
+                assert_eq!(reply, b"+OK\r\n", "round {round}, {key}");
+            }
+            for i in (0..keys).step_by(2) {
+                let key = format!("k{i:02}");
+                assert_eq!(c.call(&[b"DEL", key.as_bytes()]).unwrap(), b":1\r\n");
+            }
+        }
+        for i in (0..keys).step_by(2) {
+            let reply = c.call(&[b"SET", format!("k{i:02}").as_bytes(), b"again"]);
+            assert_eq!(reply.unwrap(), b"+OK\r\n");
+        }
+    });
+    drop(kv);
+    // Every key as left, then BGREWRITEAOF's reply.
+    let check = |ns: &NetNs| {
+        in_netns(ns, move || {
+            let mut c = Client::connect().unwrap();
+            for i in 0..keys {
+                let got = c.call(&[b"GET", format!("k{i:02}").as_bytes()]).unwrap();
+                let want = if i % 2 == 0 {
+                    b"again".to_vec()
+                } else {
+                    value()
+                };
+                assert_eq!(got, want, "k{i:02}");
+            }
+            c.call(&[b"BGREWRITEAOF"]).unwrap()
+        })
+    };
+    let (kv, console) = start_kv(&ns, &disk);
+    let generation = generation_of(&console);
+    assert!(generation > 1, "never compacted: {console}");
+    assert_eq!(
+        check(&ns),
+        b"+Background append only file rewriting started\r\n"
+    );
+    drop(kv);
+    let (_kv, console) = start_kv(&ns, &disk);
+    assert_eq!(generation_of(&console), generation + 1, "{console}");
+    check(&ns);
+}
+
+/// The generation in kv's recovery line.
+fn generation_of(console: &str) -> u64 {
+    console
+        .split("generation ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no generation in {console}"))
 }
 
 #[test]
