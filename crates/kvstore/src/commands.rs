@@ -52,8 +52,10 @@ const COMMANDS: [(Name, &str, isize); 13] = [
     (Name::BgRewriteAof, "bgrewriteaof", 1),
 ];
 
-/// What CONFIG GET reports: the truth about this server, in Redis's terms (every write is
-/// durable before its reply, there is no snapshotting, one database).
+/// What CONFIG GET reports: the truth about this server, in Redis's terms (every write is in the
+/// log before its reply, there is no snapshotting, one database). `appendfsync` is `always`
+/// when the device flushes to stable storage before each reply and `no` when it cannot flush
+/// ([`BlockDevice::durable_flush`]).
 const CONFIG: [(&str, &str); 4] = [
     ("appendfsync", "always"),
     ("appendonly", "yes"),
@@ -121,7 +123,7 @@ impl<D: BlockDevice> Db<D> {
                 return Flow::Close;
             }
             Name::Command => command_command(&command, out),
-            Name::Config => config(&command, out),
+            Name::Config => config(&command, self.log.durable_flush(), out),
             Name::BgRewriteAof => {
                 self.rewrite = true;
                 encode::simple(out, "Background append only file rewriting started");
@@ -342,7 +344,7 @@ fn command_command(command: &Command, out: &mut Vec<u8>) {
 }
 
 /// `CONFIG GET pattern [pattern ...]`, matching names without regard to case as Redis does.
-fn config(command: &Command, out: &mut Vec<u8>) {
+fn config(command: &Command, fsync: bool, out: &mut Vec<u8>) {
     if !command[1].eq_ignore_ascii_case(b"get") {
         return unknown_subcommand(command, out);
     }
@@ -358,7 +360,11 @@ fn config(command: &Command, out: &mut Vec<u8>) {
         .filter(|(name, _)| patterns.iter().any(|p| p.matches(name.as_bytes())))
         .collect();
     encode::array(out, 2 * found.len());
-    for (name, value) in found {
+    for &(name, value) in found {
+        let value = match name {
+            "appendfsync" if !fsync => "no",
+            _ => value,
+        };
         encode::bulk(out, name.as_bytes());
         encode::bulk(out, value.as_bytes());
     }
@@ -558,6 +564,16 @@ mod tests {
         assert_eq!(reply(&mut db, &[b"COMMAND", b"DOCS"]), "*0\\r\\n");
         assert_eq!(reply(&mut db, &[b"COMMAND"]), "*0\\r\\n");
         assert_eq!(reply(&mut db, &[b"COMMAND", b"count"]), ":13\\r\\n");
+    }
+
+    /// Without a flush that reaches stable storage, kv says so as Redis would.
+    #[test]
+    fn appendfsync_is_no_without_a_durable_flush() {
+        let mut db = open(&MemDevice::new(512, 8).without_durable_flush());
+        assert_eq!(
+            reply(&mut db, &[b"CONFIG", b"GET", b"appendfsync"]),
+            "*2\\r\\n$11\\r\\nappendfsync\\r\\n$2\\r\\nno\\r\\n"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The storage and protocol core of sturdy's `kv` unikernel: a Redis-compatible key-value engine
-//! whose writes are acknowledged only once they are in a crash-safe log on a block device.
+//! whose writes are acknowledged only once they are in a crash-safe log on a block device and
+//! the device has flushed them.
 //!
 //! `no_std` with `alloc`, without unsafe code or dependencies, so the guest links exactly the
 //! code the host tests exercise. The pieces, bottom up:
@@ -26,7 +27,8 @@
 //! #     fn write(&mut self, b: u64, buf: &[u8]) -> Result<(), Self::Error> {
 //! #         self.0[b as usize * 512..][..512].copy_from_slice(buf); Ok(())
 //! #     }
-//! #     fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) }
+//! #     fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) } // fsync, for a file
+//! #     fn durable_flush(&self) -> bool { true }
 //! # }
 //! let seed = 7; // different at each start: a clock, for instance
 //! let (mut db, recovery) = Db::open(Disk(vec![0; 64 << 10]), seed).expect("reading the log");

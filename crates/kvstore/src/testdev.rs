@@ -26,6 +26,8 @@ struct State {
     dirty: BTreeSet<usize>,
     writes: usize,
     flushes: usize,
+    /// What [`BlockDevice::durable_flush`] says.
+    durable_flush: bool,
     /// `(n, tear)`: write number `n` (counted by `writes`) lands only its first `tear` bytes, and
     /// it and every later write and flush fail, as if the machine had died during it.
     crash: Option<(usize, usize)>,
@@ -39,6 +41,7 @@ impl MemDevice {
             dirty: BTreeSet::new(),
             writes: 0,
             flushes: 0,
+            durable_flush: true,
             crash: None,
         };
         MemDevice {
@@ -78,6 +81,12 @@ impl MemDevice {
         }
         state.flushed = state.bytes.clone();
         state.crash = None;
+    }
+
+    /// Makes the device say its flush does not reach stable storage.
+    pub(crate) fn without_durable_flush(self) -> MemDevice {
+        self.state.borrow_mut().durable_flush = false;
+        self
     }
 
     pub(crate) fn writes(&self) -> usize {
@@ -140,6 +149,10 @@ impl BlockDevice for MemDevice {
         }
         state.dirty.insert(block as usize);
         Ok(())
+    }
+
+    fn durable_flush(&self) -> bool {
+        self.state.borrow().durable_flush
     }
 
     fn flush(&mut self) -> Result<(), &'static str> {

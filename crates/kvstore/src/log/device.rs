@@ -26,4 +26,9 @@ pub trait BlockDevice {
     /// Makes every write that returned `Ok` before it durable. When it returns `Ok`, the log
     /// acknowledges the writes of a commit.
     fn flush(&mut self) -> Result<(), Self::Error>;
+
+    /// Whether [`flush`](BlockDevice::flush) reaches stable storage. A device that cannot
+    /// flush (a Solo5 block device under a monitor without sturdy's BLOCK_FLUSH) returns `Ok`
+    /// from `flush` and `false` here; the server then says so (`appendfsync no`).
+    fn durable_flush(&self) -> bool;
 }

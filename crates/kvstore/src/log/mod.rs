@@ -281,6 +281,11 @@ impl<D: BlockDevice> Log<D> {
         Ok((log, recovery))
     }
 
+    /// Whether a commit reaches stable storage ([`BlockDevice::durable_flush`]).
+    pub fn durable_flush(&self) -> bool {
+        self.dev.durable_flush()
+    }
+
     /// Where the next record will be written: the size of the durable log in bytes, from the
     /// start of its region.
     pub fn end(&self) -> u64 {

@@ -1,6 +1,7 @@
 //! The `kv` unikernel with real clients: every command through `redis-cli` over a TAP, malformed
-//! RESP, durability across `kill -9` of its monitor, a torn last record, and a small volume
-//! filled, half deleted and filled again.
+//! RESP, durability across `kill -9` of its monitor, the volume flushed before a write's reply
+//! (seen by strace), a torn last record, and a small volume filled, half deleted and filled
+//! again.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -201,6 +202,128 @@ fn acknowledged_sets_survive_kill_9_of_the_monitor() {
     assert!(
         missing.is_empty(),
         "acknowledged SETs lost after kill -9: {missing:?}\nconsole: {console}"
+    );
+}
+
+/// One system call in an `strace -f -ttt -T` trace: name, start and end (seconds), the line.
+struct Traced {
+    name: String,
+    start: f64,
+    end: f64,
+    line: String,
+}
+
+/// Parses `strace -f -ttt -T -o` output, joining `<unfinished ...>` and `resumed` halves.
+fn parse_strace(text: &str) -> Vec<Traced> {
+    let mut calls = Vec::new();
+    let mut open: std::collections::HashMap<(String, String), usize> = Default::default();
+    for line in text.lines() {
+        let mut words = line.splitn(3, ' ');
+        let (Some(pid), Some(ts), Some(rest)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(ts) = ts.parse::<f64>() else { continue };
+        let duration = || {
+            rest.rsplit_once('<')
+                .and_then(|(_, d)| d.trim_end_matches('>').parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if let Some(resumed) = rest.strip_prefix("<... ") {
+            let name = resumed.split(' ').next().unwrap_or("").to_string();
+            if let Some(i) = open.remove(&(pid.to_string(), name)) {
+                let c: &mut Traced = &mut calls[i];
+                c.end = ts;
+                c.line.push_str(rest);
+            }
+            continue;
+        }
+        let Some((name, _)) = rest.split_once('(') else {
+            continue;
+        };
+        let unfinished = rest.ends_with("<unfinished ...>");
+        if unfinished {
+            open.insert((pid.to_string(), name.to_string()), calls.len());
+        }
+        calls.push(Traced {
+            name: name.to_string(),
+            start: ts,
+            end: if unfinished {
+                f64::INFINITY
+            } else {
+                ts + duration()
+            },
+            line: rest.to_string(),
+        });
+    }
+    calls
+}
+
+/// Bytes as `strace -xx` prints them.
+fn strace_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+}
+
+/// The durability test, by observing the monitor's system calls: the SET's record is
+/// written to the volume, the volume is fdatasync'ed, and only then does the reply leave on
+/// the TAP. kv says what it does.
+#[test]
+fn a_write_is_flushed_before_its_reply() {
+    let dir = TempDir::new("kvflush");
+    let disk = dir.file("kv.img", 1 << 20);
+    let trace = dir.file("strace.txt", 0);
+    let ns = namespace("kvflush");
+    let mut cmd = ns.command("strace");
+    cmd.args(["-f", "-ttt", "-T", "-xx", "-s", "65536", "-o", &trace])
+        .args(["-e", "trace=pwrite64,fdatasync,write,writev,sendmmsg"])
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_sturdy-hvt"))
+        .args(["--mem=64", "--net:service=tap0"])
+        .arg(format!("--block:storage={disk}"))
+        .arg(guest("kv"))
+        .args([KV_NET, KV_PROVIDE]);
+    let mut kv = spawn(cmd);
+    let console = kv.wait_for_line("serving on port 6379", Duration::from_secs(30));
+    assert!(
+        console.contains("flushed to the host's storage before its reply (appendfsync always)"),
+        "{console}"
+    );
+    assert_eq!(
+        cli(&ns, &["CONFIG", "GET", "appendfsync"]),
+        "appendfsync\nalways"
+    );
+    let value = format!("flush-probe-{}", std::process::id());
+    assert_eq!(cli(&ns, &["SET", "probe", &value]), "OK");
+    // Stop the monitor (strace's child), then strace, which ends with it.
+    let strace_pid = kv.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
+            .expect("strace's children");
+    let monitor: i32 = children.trim().parse().expect("one child: the monitor");
+    // SAFETY: kill(2) of the monitor we started under strace, by PID.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let _ = kv.child.as_mut().unwrap().wait();
+
+    let calls = parse_strace(&std::fs::read_to_string(&trace).unwrap());
+    let record = calls
+        .iter()
+        .find(|c| c.name == "pwrite64" && c.line.contains(&strace_hex(value.as_bytes())))
+        .unwrap_or_else(|| panic!("no pwrite64 of the SET's record in the trace"));
+    let flush = calls
+        .iter()
+        .find(|c| c.name == "fdatasync" && c.start >= record.start)
+        .unwrap_or_else(|| panic!("no fdatasync after the SET's record was written"));
+    assert!(flush.line.contains("= 0"), "{}", flush.line);
+    let reply = calls
+        .iter()
+        .find(|c| c.name.starts_with("write") && c.line.contains(&strace_hex(b"+OK\r\n")))
+        .unwrap_or_else(|| panic!("no +OK frame written to the TAP"));
+    assert!(
+        flush.end <= reply.start,
+        "the reply left at {} before the flush ended at {}:\n{}\n{}",
+        reply.start,
+        flush.end,
+        flush.line,
+        reply.line
     );
 }
 

@@ -2,15 +2,20 @@
 //! INCR, EXISTS, KEYS, DBSIZE), as a sturdy unikernel.
 //!
 //! Its data lives in a crash-safe log on the block device `storage` (`sturdy-kvstore`): a write
-//! is acknowledged only after its record is written to the device, and on start the log is
-//! replayed, skipping a torn last record (reported on the console). The log takes one half of
+//! is acknowledged only after its record is written to the device and, under sturdy-hvt, the
+//! device has been flushed to the host's storage (fdatasync; `CONFIG GET appendfsync` says
+//! `always`). Under a monitor without sturdy's flush (upstream solo5-hvt) it is acknowledged once
+//! written to the volume's file, which survives kv and its monitor but not a host crash, and kv
+//! says so at start and in `appendfsync no`. On start the log is replayed, skipping a torn last
+//! record (reported on the console). The log takes one half of
 //! the device at a time and is compacted into the other half; the live data is limited to three
 //! eighths of the device (beyond it, writes get `-OOM`). Clients reach it on the provided
 //! endpoint `kv` (boot configuration `--sturdy.v1.provide=kv:6379/tcp`).
 //!
 //! Group commit: every connection executes the commands it has read, then waits for the next
 //! commit; one committer task makes all writes of the round durable with as few block writes as
-//! possible (each costs an exit to the monitor), then every waiting connection sends its replies.
+//! possible (each costs an exit to the monitor) and one flush, then every waiting connection
+//! sends its replies.
 #![no_std]
 #![no_main]
 
@@ -53,10 +58,19 @@ impl BlockDevice for Disk {
         self.0.write(block * self.0.block_size() as u64, buf)
     }
 
-    /// The Solo5 block interface has no flush: a write is in the monitor's backing file (the
-    /// host's page cache) when it returns, which survives the monitor but not the host.
+    /// sturdy-hvt's BLOCK_FLUSH (fdatasync of the volume). Under a monitor without it (upstream
+    /// solo5-hvt), nothing: a write is in the monitor's backing file when it returns, which
+    /// survives kv and the monitor but maybe not the host; kv then says `appendfsync no`.
     fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
+        if self.0.can_flush() {
+            self.0.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn durable_flush(&self) -> bool {
+        self.0.can_flush()
     }
 }
 
@@ -127,6 +141,16 @@ async fn main(_env: &Env) {
     });
     if let Some(torn) = &recovery.torn {
         println!("kv: {torn}");
+    }
+    if db.log().durable_flush() {
+        println!(
+            "kv: each write is flushed to the host's storage before its reply (appendfsync always)"
+        );
+    } else {
+        println!(
+            "kv: the monitor offers no flush: acknowledged writes survive kv and its monitor, not a \
+             host crash (appendfsync no)"
+        );
     }
     if recovery.migrated > 0 {
         println!(
