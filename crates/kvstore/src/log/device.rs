@@ -23,6 +23,18 @@ pub trait BlockDevice {
     /// Writes `buf`, exactly one block, to block `block`.
     fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Self::Error>;
 
+    /// Writes `bytes`, whole blocks, from block `first` on; on error, any of them may have been
+    /// written. One request where the device can take several blocks at once (each request to
+    /// a unikernel's device is an exit to its monitor); block by block otherwise. On error,
+    /// returns the block that failed (or the first, if the device cannot tell) with the error.
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), (u64, Self::Error)> {
+        let size = self.block_size();
+        bytes
+            .chunks(size)
+            .zip(first..)
+            .try_for_each(|(bytes, block)| self.write(block, bytes).map_err(|e| (block, e)))
+    }
+
     /// Makes every write that returned `Ok` before it durable. When it returns `Ok`, the log
     /// acknowledges the writes of a commit.
     fn flush(&mut self) -> Result<(), Self::Error>;

@@ -36,7 +36,7 @@
 //! # Writing
 //! Writes are staged ([`Log::stage`]), then made durable together ([`Log::commit`]): the block
 //! holding the end of the log is rewritten with the new records appended and the blocks after it
-//! are written in ascending order, zeros after the last record through at least one header's
+//! are written (in one request where the device takes several blocks at once), zeros after the last record through at least one header's
 //! length (so the log always ends in a header of zeros), then the device is flushed. A batch of
 //! records costs as few block writes as its bytes need, and one flush. Rewriting the end block
 //! re-writes the durable bytes it already holds with the same values, so a write torn anywhere
@@ -373,7 +373,7 @@ impl<D: BlockDevice> Log<D> {
         let zeros_to = (len as u64 + HEADER_LEN as u64).min(self.region_len - self.base);
         self.buf
             .resize((zeros_to as usize).next_multiple_of(self.block_size), 0);
-        let written = write_blocks(&mut self.dev, first, &self.buf, self.block_size);
+        let written = write_blocks(&mut self.dev, first, &self.buf);
         self.buf.truncate(len);
         written?;
         self.dev.flush().map_err(|error| LogError::Flush { error })
@@ -445,7 +445,7 @@ impl<D: BlockDevice> Log<D> {
             chain = record.encode(seq, chain, &mut out);
             (end, seq) = (end + needed, seq + 1);
             let full = out.len() - out.len() % size;
-            write_blocks(&mut self.dev, block, &out[..full], size)?;
+            write_blocks(&mut self.dev, block, &out[..full])?;
             block += (full / size) as u64;
             out.drain(..full);
         }
@@ -458,7 +458,7 @@ impl<D: BlockDevice> Log<D> {
         let base = end - durable as u64;
         let zeros_to = (end + HEADER_LEN as u64).min(self.region_len) - base;
         out.resize((zeros_to as usize).next_multiple_of(size), 0);
-        write_blocks(&mut self.dev, block, &out, size)?;
+        write_blocks(&mut self.dev, block, &out)?;
         self.dev
             .flush()
             .map_err(|error| LogError::Flush { error })?;
@@ -489,15 +489,12 @@ fn write_blocks<D: BlockDevice>(
     dev: &mut D,
     first: u64,
     bytes: &[u8],
-    size: usize,
 ) -> Result<(), LogError<D::Error>> {
-    bytes
-        .chunks(size)
-        .zip(first..)
-        .try_for_each(|(bytes, block)| {
-            dev.write(block, bytes)
-                .map_err(|error| LogError::Write { block, error })
-        })
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    dev.write_blocks(first, bytes)
+        .map_err(|(block, error)| LogError::Write { block, error })
 }
 
 #[cfg(test)]

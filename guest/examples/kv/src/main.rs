@@ -58,6 +58,13 @@ impl BlockDevice for Disk {
         self.0.write(block * self.0.block_size() as u64, buf)
     }
 
+    /// A commit's blocks in one BLOCK_WRITE: one exit instead of one per block.
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), (u64, Self::Error)> {
+        self.0
+            .write_blocks(first * self.0.block_size() as u64, bytes)
+            .map_err(|e| (first, e))
+    }
+
     /// sturdy-hvt's BLOCK_FLUSH (fdatasync of the volume). Under a monitor without it (upstream
     /// solo5-hvt), nothing: a write is in the monitor's backing file when it returns, which
     /// survives kv and the monitor but maybe not the host; kv then says `appendfsync no`.
