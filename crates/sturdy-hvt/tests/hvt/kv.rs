@@ -218,8 +218,11 @@ fn parse_strace(text: &str) -> Vec<Traced> {
     let mut calls = Vec::new();
     let mut open: std::collections::HashMap<(String, String), usize> = Default::default();
     for line in text.lines() {
-        let mut words = line.splitn(3, ' ');
-        let (Some(pid), Some(ts), Some(rest)) = (words.next(), words.next(), words.next()) else {
+        // "PID TIME CALL": strace pads the PID with spaces.
+        let Some((pid, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((ts, rest)) = rest.trim_start().split_once(' ') else {
             continue;
         };
         let Ok(ts) = ts.parse::<f64>() else { continue };
@@ -303,11 +306,15 @@ fn a_write_is_flushed_before_its_reply() {
     unsafe { libc::kill(monitor, libc::SIGKILL) };
     let _ = kv.child.as_mut().unwrap().wait();
 
-    let calls = parse_strace(&std::fs::read_to_string(&trace).unwrap());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let calls = parse_strace(&text);
     let record = calls
         .iter()
         .find(|c| c.name == "pwrite64" && c.line.contains(&strace_hex(value.as_bytes())))
-        .unwrap_or_else(|| panic!("no pwrite64 of the SET's record in the trace"));
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+            panic!("no pwrite64 of the SET's record among the traced calls {names:?}")
+        });
     let flush = calls
         .iter()
         .find(|c| c.name == "fdatasync" && c.start >= record.start)
