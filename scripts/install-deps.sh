@@ -16,6 +16,7 @@ have wrk || need+=(wrk)
 have curl || need+=(curl)
 have tshark || need+=(tshark)
 have dot || need+=(graphviz)
+have strace || need+=(strace)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"

@@ -13,8 +13,20 @@ pub const BLOCK_READ: u16 = 5;
 pub const NET_WRITE: u16 = 6;
 pub const NET_READ: u16 = 7;
 pub const HALT: u16 = 8;
-/// Highest hypercall number.
+/// Highest hypercall number of the Solo5 ABI.
 pub const MAX: u16 = HALT;
+
+/// sturdy's BLOCK_FLUSH (not in Solo5): makes every write to block device `handle` that
+/// returned before it durable on the host's storage (`fdatasync` of the backing file).
+/// Offered, and signalled by [`HOST_FEATURE_BLOCK_FLUSH`] in `boot_info.host_features`, only to
+/// guests that carry sturdy's note and run deprivileged (`docs/sturdy-note.md`); to any other
+/// guest, and under upstream monitors, its port is an invalid port access that ends the run, so
+/// a guest issues it only after seeing the bit. A failed flush is fatal to the monitor, like a
+/// failed block write: what the guest wrote may be lost, and it must not carry on as if not.
+pub const STURDY_BLOCK_FLUSH: u16 = 0x20;
+
+/// `boot_info.host_features` bit: [`STURDY_BLOCK_FLUSH`] is available.
+pub const HOST_FEATURE_BLOCK_FLUSH: u32 = 1 << 30;
 
 /// Result codes written into the `ret` fields.
 pub const RESULT_OK: i32 = 0;
@@ -86,6 +98,19 @@ impl BlockIo {
     pub const OFF_RET: usize = 32;
 }
 
+/// STURDY_BLOCK_FLUSH: `ret` is OK, or EINVAL if `handle` is not a block device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockFlush {
+    pub handle: u64,
+    pub ret: i32,
+}
+impl BlockFlush {
+    pub const SIZE: usize = 16;
+    pub const OFF_HANDLE: usize = 0;
+    pub const OFF_RET: usize = 8;
+}
+
 /// NET_WRITE and NET_READ (`len` is in/out for NET_READ).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -122,6 +147,8 @@ const _: () = assert!(core::mem::size_of::<Poll>() == Poll::SIZE);
 const _: () = assert!(core::mem::offset_of!(Poll, ret) == Poll::OFF_RET);
 const _: () = assert!(core::mem::size_of::<BlockIo>() == BlockIo::SIZE);
 const _: () = assert!(core::mem::offset_of!(BlockIo, ret) == BlockIo::OFF_RET);
+const _: () = assert!(core::mem::size_of::<BlockFlush>() == BlockFlush::SIZE);
+const _: () = assert!(core::mem::offset_of!(BlockFlush, ret) == BlockFlush::OFF_RET);
 const _: () = assert!(core::mem::size_of::<NetIo>() == NetIo::SIZE);
 const _: () = assert!(core::mem::offset_of!(NetIo, ret) == NetIo::OFF_RET);
 const _: () = assert!(core::mem::size_of::<Halt>() == Halt::SIZE);

@@ -4,12 +4,17 @@
 //!
 //! SET takes NX, XX, GET and KEEPTTL. Keys never expire, so EX, PX, EXAT and PXAT are refused
 //! with an error rather than ignored. There is one database, 0.
+//!
+//! A SET or INCR that would take the live data past [`Db::live_limit`] gets Redis's `-OOM`
+//! error (as with `maxmemory` and `noeviction`), and writes nothing. BGREWRITEAOF compacts the
+//! log in the round's commit, before its reply, which is Redis's ("Background append only file
+//! rewriting started") although the rewrite is done by then.
 
 use alloc::vec::Vec;
 
 use crate::db::{Db, Flow};
 use crate::glob::Pattern;
-use crate::log::{BlockDevice, Record};
+use crate::log::{set_len, BlockDevice, Record};
 use crate::num::{format_i64, parse_i64, I64_MAX_LEN};
 use crate::resp::{encode, Command};
 
@@ -27,10 +32,11 @@ enum Name {
     Quit,
     Command,
     Config,
+    BgRewriteAof,
 }
 
 /// Name, Redis's name and Redis's arity: N means exactly N words, -N at least N.
-const COMMANDS: [(Name, &str, isize); 12] = [
+const COMMANDS: [(Name, &str, isize); 13] = [
     (Name::Ping, "ping", -1),
     (Name::Get, "get", 2),
     (Name::Set, "set", -3),
@@ -43,10 +49,13 @@ const COMMANDS: [(Name, &str, isize); 12] = [
     (Name::Quit, "quit", -1),
     (Name::Command, "command", -1),
     (Name::Config, "config", -2),
+    (Name::BgRewriteAof, "bgrewriteaof", 1),
 ];
 
-/// What CONFIG GET reports: the truth about this server, in Redis's terms (every write is
-/// durable before its reply, there is no snapshotting, one database).
+/// What CONFIG GET reports: the truth about this server, in Redis's terms (every write is in the
+/// log before its reply, there is no snapshotting, one database). `appendfsync` is `always`
+/// when the device flushes to stable storage before each reply and `no` when it cannot flush
+/// ([`BlockDevice::durable_flush`]).
 const CONFIG: [(&str, &str); 4] = [
     ("appendfsync", "always"),
     ("appendonly", "yes"),
@@ -54,6 +63,8 @@ const CONFIG: [(&str, &str); 4] = [
     ("save", ""),
 ];
 
+/// Redis's `shared.oomerr`.
+const OOM: &[u8] = b"OOM command not allowed when used memory > 'maxmemory'.";
 const NOT_AN_INTEGER: &[u8] = b"ERR value is not an integer or out of range";
 const SYNTAX_ERROR: &[u8] = b"ERR syntax error";
 
@@ -112,7 +123,11 @@ impl<D: BlockDevice> Db<D> {
                 return Flow::Close;
             }
             Name::Command => command_command(&command, out),
-            Name::Config => config(&command, out),
+            Name::Config => config(&command, self.log.durable_flush(), out),
+            Name::BgRewriteAof => {
+                self.rewrite = true;
+                encode::simple(out, "Background append only file rewriting started");
+            }
         }
         Flow::Continue
     }
@@ -239,8 +254,20 @@ impl<D: BlockDevice> Db<D> {
         }
     }
 
-    /// Stages `record`; `false`, with the error replied, if the log refuses it.
+    /// Stages `record`; `false`, with the error replied, if it would take the live data past
+    /// the limit or the log refuses it.
     fn write(&mut self, record: &Record<'_>, out: &mut Vec<u8>) -> bool {
+        if let Record::Set { key, value } = record {
+            let old = self
+                .store
+                .get(key)
+                .map_or(0, |old| set_len(key.len(), old.len()));
+            let live = self.store.bytes() - old as u64 + set_len(key.len(), value.len()) as u64;
+            if live > self.live_limit() {
+                encode::error(out, OOM);
+                return false;
+            }
+        }
         match self.log.stage(record) {
             Ok(()) => true,
             Err(e) => {
@@ -317,7 +344,7 @@ fn command_command(command: &Command, out: &mut Vec<u8>) {
 }
 
 /// `CONFIG GET pattern [pattern ...]`, matching names without regard to case as Redis does.
-fn config(command: &Command, out: &mut Vec<u8>) {
+fn config(command: &Command, fsync: bool, out: &mut Vec<u8>) {
     if !command[1].eq_ignore_ascii_case(b"get") {
         return unknown_subcommand(command, out);
     }
@@ -333,7 +360,11 @@ fn config(command: &Command, out: &mut Vec<u8>) {
         .filter(|(name, _)| patterns.iter().any(|p| p.matches(name.as_bytes())))
         .collect();
     encode::array(out, 2 * found.len());
-    for (name, value) in found {
+    for &(name, value) in found {
+        let value = match name {
+            "appendfsync" if !fsync => "no",
+            _ => value,
+        };
         encode::bulk(out, name.as_bytes());
         encode::bulk(out, value.as_bytes());
     }
@@ -346,10 +377,11 @@ mod tests {
     use alloc::vec::Vec;
 
     use super::*;
+    use crate::log::REGION_LEN;
     use crate::testdev::MemDevice;
 
     fn open(dev: &MemDevice) -> Db<MemDevice> {
-        Db::open(dev.clone()).expect("open").0
+        Db::open(dev.clone(), 1).expect("open").0
     }
 
     /// Executes and commits one command; its reply and flow.
@@ -531,7 +563,17 @@ mod tests {
         );
         assert_eq!(reply(&mut db, &[b"COMMAND", b"DOCS"]), "*0\\r\\n");
         assert_eq!(reply(&mut db, &[b"COMMAND"]), "*0\\r\\n");
-        assert_eq!(reply(&mut db, &[b"COMMAND", b"count"]), ":12\\r\\n");
+        assert_eq!(reply(&mut db, &[b"COMMAND", b"count"]), ":13\\r\\n");
+    }
+
+    /// Without a flush that reaches stable storage, kv says so as Redis would.
+    #[test]
+    fn appendfsync_is_no_without_a_durable_flush() {
+        let mut db = open(&MemDevice::new(512, 8).without_durable_flush());
+        assert_eq!(
+            reply(&mut db, &[b"CONFIG", b"GET", b"appendfsync"]),
+            "*2\\r\\n$11\\r\\nappendfsync\\r\\n$2\\r\\nno\\r\\n"
+        );
     }
 
     #[test]
@@ -577,36 +619,57 @@ mod tests {
         );
     }
 
-    /// A full log device refuses writes with an error and changes nothing; reads still work.
+    /// Writes that would take the live data past the limit get Redis's -OOM and change
+    /// nothing; reads and DEL still work, and after a DEL there is room again.
     #[test]
-    fn a_full_device_refuses_writes_cleanly() {
-        let dev = MemDevice::new(512, 1);
+    fn writes_past_the_live_limit_are_refused_with_oom() {
+        let dev = MemDevice::new(512, 4);
         let mut db = open(&dev);
-        // 465 bytes of records, 20 left: too few for any record but an empty DEL's.
-        assert_eq!(reply(&mut db, &[b"SET", b"a", &[b'x'; 439]]), "+OK\\r\\n");
+        // A region of 1024 bytes less its 45-byte header, three quarters of it.
+        assert_eq!(db.live_limit(), 732);
+        let oom = "-OOM command not allowed when used memory > \\'maxmemory\\'.\\r\\n";
+        // A SET record is 26 bytes plus key and value.
+        assert_eq!(reply(&mut db, &[b"SET", b"a", &[b'x'; 706]]), "+OK\\r\\n");
+        assert_eq!(db.store().bytes(), 732);
+        assert_eq!(reply(&mut db, &[b"SET", b"b", b""]), oom);
+        assert_eq!(reply(&mut db, &[b"INCR", b"b"]), oom);
+        assert_eq!(reply(&mut db, &[b"SET", b"a", &[b'y'; 707], b"GET"]), oom);
+        assert_eq!(
+            reply(&mut db, &[b"SET", b"a", &[b'z'; 706]]),
+            "+OK\\r\\n",
+            "a write that keeps the data at the limit is accepted"
+        );
+        assert_eq!(reply(&mut db, &[b"EXISTS", b"b"]), ":0\\r\\n");
+        assert_eq!(reply(&mut db, &[b"DEL", b"missing"]), ":0\\r\\n");
+        assert_eq!(reply(&mut db, &[b"DEL", b"a"]), ":1\\r\\n");
         assert_eq!(reply(&mut db, &[b"SET", b"b", b"1"]), "+OK\\r\\n");
-        let free = db.log().free();
-        assert_eq!(free, 20);
-        let full = |needed: u64| {
-            alloc::format!("-ERR the log device is full ({needed} bytes needed, {free} left)\\r\\n")
-        };
-        assert_eq!(reply(&mut db, &[b"SET", b"c", &[b'y'; 100]]), full(126));
-        assert_eq!(
-            reply(&mut db, &[b"SET", b"b", &[b'y'; 100], b"GET"]),
-            full(126)
-        );
-        assert_eq!(reply(&mut db, &[b"INCR", b"b"]), full(27));
-        assert_eq!(reply(&mut db, &[b"DEL", b"a", b"b"]), full(35));
-        assert_eq!(
-            reply(&mut db, &[b"DEL", b"missing"]),
-            ":0\\r\\n",
-            "deleting nothing writes nothing"
-        );
-        assert_eq!(reply(&mut db, &[b"GET", b"b"]), "$1\\r\\n1\\r\\n");
-        assert_eq!(reply(&mut db, &[b"DBSIZE"]), ":2\\r\\n");
-        assert_eq!(reply(&mut db, &[b"EXISTS", b"c"]), ":0\\r\\n");
+        assert_eq!(reply(&mut db, &[b"INCR", b"b"]), ":2\\r\\n");
         let store = db.store().clone();
         assert_eq!(open(&dev).store(), &store);
+    }
+
+    /// BGREWRITEAOF answers as Redis does and compacts the log before that answer.
+    #[test]
+    fn bgrewriteaof_compacts_before_replying() {
+        let dev = MemDevice::new(512, 16);
+        let mut db = open(&dev);
+        for i in 0..10 {
+            run(&mut db, &[b"SET", b"k", alloc::format!("{i}").as_bytes()]);
+        }
+        assert_eq!(db.log().generation(), 1);
+        let mut out = Vec::new();
+        db.execute(vec![b"bgrewriteaof".to_vec()], &mut out);
+        assert!(db.has_uncommitted(), "the reply waits for the commit");
+        db.commit().unwrap();
+        assert_eq!(out, b"+Background append only file rewriting started\r\n");
+        assert_eq!(db.log().generation(), 2);
+        assert_eq!(db.log().end(), (REGION_LEN + set_len(1, 1)) as u64);
+        assert_eq!(
+            reply(&mut db, &[b"BGREWRITEAOF", b"x"]),
+            "-ERR wrong number of arguments for \\'bgrewriteaof\\' command\\r\\n"
+        );
+        assert_eq!(reply(&mut db, &[b"GET", b"k"]), "$1\\r\\n9\\r\\n");
+        assert_eq!(open(&dev).store(), db.store());
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The storage and protocol core of sturdy's `kv` unikernel: a Redis-compatible key-value engine
-//! whose writes are acknowledged only once they are in a crash-safe log on a block device.
+//! whose writes are acknowledged only once they are in a crash-safe log on a block device and
+//! the device has flushed them.
 //!
 //! `no_std` with `alloc`, without unsafe code or dependencies, so the guest links exactly the
 //! code the host tests exercise. The pieces, bottom up:
 //! - [`resp`]: the incremental RESP2 request parser and the reply encoder;
-//! - [`log`]: the append-only log on a [`BlockDevice`]: record format, group commit, recovery;
+//! - [`log`]: the append-only log on a [`BlockDevice`]: record format, group commit, two
+//!   regions for compaction, recovery;
 //! - [`store`]: the in-memory map the log is replayed into;
 //! - [`Db`]: the store and its log together; executes commands (see `commands.rs` for the command
-//!   set and what each replies) and commits their writes in batches.
+//!   set and what each replies), commits their writes in batches, limits the live data and
+//!   decides when to compact.
 //!
 //! A server's loop, one connection shown; with many, execute for all ready connections, then
 //! commit once, then send:
@@ -24,8 +27,11 @@
 //! #     fn write(&mut self, b: u64, buf: &[u8]) -> Result<(), Self::Error> {
 //! #         self.0[b as usize * 512..][..512].copy_from_slice(buf); Ok(())
 //! #     }
+//! #     fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) } // fsync, for a file
+//! #     fn durable_flush(&self) -> bool { true }
 //! # }
-//! let (mut db, recovery) = Db::open(Disk(vec![0; 64 << 10])).expect("reading the log");
+//! let seed = 7; // different at each start: a clock, for instance
+//! let (mut db, recovery) = Db::open(Disk(vec![0; 64 << 10]), seed).expect("reading the log");
 //! if let Some(torn) = &recovery.torn {
 //!     println!("kv: {torn}"); // "skipping a torn record at offset N: bad checksum"
 //! }

@@ -7,11 +7,13 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use crate::log::Record;
+use crate::log::{set_len, Record};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// What a snapshot of the data takes in the log: the sum of [`set_len`] over the keys.
+    bytes: u64,
 }
 
 impl Store {
@@ -24,12 +26,32 @@ impl Store {
     }
 
     pub fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.map.insert(key, value);
+        let key_len = key.len();
+        self.bytes += set_len(key_len, value.len()) as u64;
+        if let Some(old) = self.map.insert(key, value) {
+            self.bytes -= set_len(key_len, old.len()) as u64;
+        }
     }
 
     /// Whether the key existed.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        self.map.remove(key).is_some()
+        match self.map.remove_entry(key) {
+            Some((key, value)) => {
+                self.bytes -= set_len(key.len(), value.len()) as u64;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Bytes a snapshot of the data takes in the log.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Every key and its value, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     pub fn len(&self) -> usize {

@@ -2,7 +2,7 @@
 //! address of the argument struct. Arguments are copied out of guest memory through the checked
 //! door, decoded at fixed offsets, and results written back the same way.
 
-use sturdy_abi::hypercall::{self as hc, BlockIo, Halt, NetIo, Poll, Puts, Walltime};
+use sturdy_abi::hypercall::{self as hc, BlockFlush, BlockIo, Halt, NetIo, Poll, Puts, Walltime};
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -32,7 +32,15 @@ impl Devices {
             .and_then(Option::as_ref)
     }
 
-    fn any_block(&self) -> bool {
+    /// The descriptors of the block devices' backing files.
+    pub fn block_fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+        self.0.iter().filter_map(|d| match d {
+            Some(Device::Block(b)) => Some(b.raw_fd()),
+            _ => None,
+        })
+    }
+
+    pub fn any_block(&self) -> bool {
         self.0.iter().any(|d| matches!(d, Some(Device::Block(_))))
     }
 
@@ -48,16 +56,19 @@ pub struct PollRing {
     pub wake: EventFd,
 }
 
-/// Handles one `out` exit: `port` and the bytes written.
+/// Handles one `out` exit: `port` and the bytes written. `flush`: whether the guest was offered
+/// sturdy's BLOCK_FLUSH; to others its port is as invalid as any port outside spec 5.
 pub fn dispatch(
     mem: &GuestMemory,
     devices: &Devices,
     ring: Option<&PollRing>,
+    flush: bool,
     port: u16,
     data: &[u8],
 ) -> Result<Next, VmError> {
     let nr = port.wrapping_sub(hc::PIO_BASE);
-    if data.len() != 4 || !(1..=hc::MAX).contains(&nr) || port < hc::PIO_BASE {
+    let known = (1..=hc::MAX).contains(&nr) || (flush && nr == hc::STURDY_BLOCK_FLUSH);
+    if data.len() != 4 || !known || port < hc::PIO_BASE {
         return Err(VmError::InvalidPort { port });
     }
     let gpa = u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
@@ -89,6 +100,18 @@ pub fn dispatch(
                 _ => hc::RESULT_EINVAL,
             };
             mem.write(gpa + BlockIo::OFF_RET as u64, &ret.to_le_bytes())?;
+        }
+        hc::STURDY_BLOCK_FLUSH => {
+            mem.check(gpa, BlockFlush::SIZE as u64, Access::Write)?;
+            let a = read_args::<{ BlockFlush::SIZE }>(mem, gpa)?;
+            let ret = match devices.get(sturdy_abi::get_u64(&a, BlockFlush::OFF_HANDLE)) {
+                Some(Device::Block(b)) => {
+                    b.flush()?;
+                    hc::RESULT_OK
+                }
+                _ => hc::RESULT_EINVAL,
+            };
+            mem.write(gpa + BlockFlush::OFF_RET as u64, &ret.to_le_bytes())?;
         }
         hc::NET_WRITE | hc::NET_READ => {
             if !devices.any_net() {

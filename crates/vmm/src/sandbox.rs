@@ -3,6 +3,7 @@
 //! loop makes. Also the SIGINT/SIGTERM handling of spec 6 (exit status 1).
 
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -55,10 +56,11 @@ pub fn exit_on_signals() {
 
 /// Drops every capability, sets no-new-privs and installs the seccomp allow-list on every
 /// thread of the process (the vCPU thread and the NIC I/O thread). After this
-/// the process can only run the vCPU, do I/O on descriptors it already holds, and exit.
-pub fn enter() -> Result<(), String> {
+/// the process can only run the vCPU, do I/O on descriptors it already holds, flush the
+/// descriptors `flush_fds` (the block devices' files, for sturdy's BLOCK_FLUSH) and exit.
+pub fn enter(flush_fds: &[RawFd]) -> Result<(), String> {
     drop_capabilities()?;
-    let program = filter()?;
+    let program = filter(flush_fds)?;
     seccompiler::apply_filter_all_threads(&program).map_err(err)
 }
 
@@ -93,7 +95,7 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("seccomp: {e}")
 }
 
-fn filter() -> Result<BpfProgram, String> {
+fn filter(flush_fds: &[RawFd]) -> Result<BpfProgram, String> {
     let plain = [
         libc::SYS_read,
         libc::SYS_close,
@@ -138,6 +140,21 @@ fn filter() -> Result<BpfProgram, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
+
+    // BLOCK_FLUSH: fdatasync of a block device's file, and of nothing else.
+    if !flush_fds.is_empty() {
+        let fd_rules = flush_fds
+            .iter()
+            .map(|&fd| {
+                let fd = u64::try_from(fd).map_err(err)?;
+                let this_fd =
+                    SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, fd)
+                        .map_err(err)?;
+                SeccompRule::new(vec![this_fd]).map_err(err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(libc::SYS_fdatasync, fd_rules);
+    }
 
     // Dropping an OwnedFd checks it with fcntl(F_GETFD) in debug builds.
     let getfd = SeccompCondition::new(
@@ -191,6 +208,66 @@ mod tests {
 
     #[test]
     fn filter_compiles() {
-        assert!(!filter().unwrap().is_empty());
+        assert!(!filter(&[]).unwrap().is_empty());
+        assert!(!filter(&[3, 9]).unwrap().is_empty());
+    }
+
+    /// Runs `f` in a child process under the filter allowing fdatasync on `flush_fds`; its
+    /// wait status.
+    fn in_child_under_filter(flush_fds: &[RawFd], f: impl FnOnce() -> i32) -> i32 {
+        let program = filter(flush_fds).unwrap();
+        // SAFETY: fork in a test; the child only applies a prebuilt filter (prctl/seccomp),
+        // makes raw system calls and leaves with _exit, touching no lock another thread holds.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let code = match seccompiler::apply_filter(&program) {
+                Ok(()) => f(),
+                Err(_) => 100,
+            };
+            // SAFETY: ends the child without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child we forked; `status` is a valid out pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(rc, pid);
+        status
+    }
+
+    /// fdatasync is allowed on the block devices' descriptors and on nothing else: another
+    /// descriptor gets the process killed, and without block devices it is not allowed at all.
+    #[test]
+    fn fdatasync_is_pinned_to_the_block_devices() {
+        let dir = std::env::temp_dir();
+        let open = |name: &str| {
+            let path = dir.join(format!("sturdy-sandbox-{}-{name}", std::process::id()));
+            let file = std::fs::File::create(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            file
+        };
+        let (block, other) = (open("block"), open("other"));
+        use std::os::fd::AsRawFd;
+        let (b, o) = (block.as_raw_fd(), other.as_raw_fd());
+        // fdatasync(2) of a descriptor this process holds.
+        let sync = |fd: RawFd| {
+            // SAFETY: fdatasync takes a descriptor and touches no memory of ours.
+            move || unsafe { libc::fdatasync(fd) }
+        };
+        let allowed = in_child_under_filter(&[b], sync(b));
+        assert!(
+            libc::WIFEXITED(allowed) && libc::WEXITSTATUS(allowed) == 0,
+            "{allowed:#x}"
+        );
+        let refused = in_child_under_filter(&[b], sync(o));
+        assert!(
+            libc::WIFSIGNALED(refused) && libc::WTERMSIG(refused) == libc::SIGSYS,
+            "{refused:#x}"
+        );
+        let none = in_child_under_filter(&[], sync(b));
+        assert!(
+            libc::WIFSIGNALED(none) && libc::WTERMSIG(none) == libc::SIGSYS,
+            "{none:#x}"
+        );
     }
 }

@@ -5,6 +5,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use std::sync::Arc;
 
 use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuExit, VcpuFd, VmFd};
+use sturdy_abi::hypercall::HOST_FEATURE_BLOCK_FLUSH;
 use sturdy_abi::ring::{DOORBELL_PORT, HOST_FEATURE_STURDY_RING};
 use sturdy_abi::sturdy_note::FLAG_DEPRIVILEGED;
 use sturdy_abi::{BootInfo, BOOT_INFO_BASE};
@@ -132,6 +133,11 @@ impl Vm {
             Mode::Upstream => None,
         };
 
+        // sturdy's BLOCK_FLUSH, for its own guests (upstream ones keep spec 5 as it is).
+        if mode == Mode::Deprivileged && devices.any_block() {
+            boot_info.host_features |= HOST_FEATURE_BLOCK_FLUSH;
+        }
+
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let tsc_khz = vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?;
         boot_info.mem_size = layout.usable_end;
@@ -168,7 +174,12 @@ impl Vm {
             }
             None => None,
         };
-        sandbox::enter().map_err(VmError::Sandbox)?;
+        let flush = self.mode == Mode::Deprivileged && self.devices.any_block();
+        let flush_fds: Vec<_> = match flush {
+            true => self.devices.block_fds().collect(),
+            false => Vec::new(),
+        };
+        sandbox::enter(&flush_fds).map_err(VmError::Sandbox)?;
         loop {
             // Copy what the exit says out of kvm_run before touching the vCPU again.
             let exit = match self.vcpu.run() {
@@ -203,6 +214,7 @@ impl Vm {
                         &self.mem,
                         &self.devices,
                         poll_ring.as_ref(),
+                        flush,
                         port,
                         data,
                     )? {

@@ -1,16 +1,32 @@
 //! Block devices (manifest type BLOCK_BASIC): whole, aligned blocks read and written
-//! synchronously with the BLOCK_READ and BLOCK_WRITE hypercalls (spec 5).
+//! synchronously with the BLOCK_READ and BLOCK_WRITE hypercalls (spec 5), and made durable with
+//! sturdy's BLOCK_FLUSH where the monitor offers it.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use sturdy_abi::hypercall::HOST_FEATURE_BLOCK_FLUSH;
 use sturdy_abi::mft::MFT_DEV_BLOCK_BASIC;
+use sturdy_abi::BootInfo;
 
 use crate::{hypercall, manifest, Error};
+
+/// Whether the monitor offers BLOCK_FLUSH (read from the boot info once, at boot).
+static FLUSH: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn init(boot_info: &BootInfo) {
+    FLUSH.store(
+        boot_info.host_features & HOST_FEATURE_BLOCK_FLUSH != 0,
+        Ordering::Relaxed,
+    );
+}
 
 /// A block device declared in the manifest with `block "NAME"`.
 ///
 /// Requests are one block at a time: `offset` a multiple of [`block_size`](Block::block_size)
 /// inside the device and a buffer of exactly one block. The SDK refuses anything else with
 /// [`Error::BadRequest`] before it reaches the monitor. A write that returns `Ok` is on the host's
-/// backing file.
+/// backing file, which survives the guest and its monitor, but until a [`flush`](Block::flush)
+/// maybe not the host (it may sit in the host's page cache).
 #[derive(Debug)]
 pub struct Block {
     handle: u64,
@@ -64,6 +80,40 @@ impl Block {
     pub fn write(&self, offset: u64, buf: &[u8]) -> Result<(), Error> {
         self.check(offset, buf.len())?;
         Error::check(hypercall::block_write(self.handle, offset, buf))
+    }
+
+    /// Writes `buf`, one or more whole blocks, from the block at byte `offset` on, with one
+    /// hypercall (one exit to the monitor instead of one per block). Solo5's guest library
+    /// issues single blocks only, but monitors check just that the range lies inside the
+    /// device (spec 5: `sturdy-hvt`, and upstream `solo5-hvt` alike). The blocks may reach the
+    /// backing file in any order; until a [`flush`](Block::flush), as with single writes, a
+    /// host crash may keep any of them.
+    pub fn write_blocks(&self, offset: u64, buf: &[u8]) -> Result<(), Error> {
+        let whole = !buf.is_empty() && (buf.len() as u64).is_multiple_of(self.block_size);
+        let inside = offset
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= self.capacity);
+        if !(whole && offset.is_multiple_of(self.block_size) && inside) {
+            return Err(Error::BadRequest);
+        }
+        Error::check(hypercall::block_write(self.handle, offset, buf))
+    }
+
+    /// Whether [`flush`](Block::flush) is available: the monitor is `sturdy-hvt` running this
+    /// guest deprivileged. Not under upstream Solo5 monitors.
+    pub fn can_flush(&self) -> bool {
+        FLUSH.load(Ordering::Relaxed)
+    }
+
+    /// Makes every write that returned before it durable on the host's storage (the monitor
+    /// `fdatasync`s the backing file). [`Error::Unsupported`] without touching the monitor
+    /// when it offers no flush ([`can_flush`](Block::can_flush)). The monitor ends the run
+    /// rather than return from a flush that failed.
+    pub fn flush(&self) -> Result<(), Error> {
+        if !self.can_flush() {
+            return Err(Error::Unsupported);
+        }
+        Error::check(hypercall::block_flush(self.handle))
     }
 
     fn check(&self, offset: u64, len: usize) -> Result<(), Error> {

@@ -48,6 +48,7 @@ extern "C" fn entry(boot_info: *const BootInfo) -> ! {
         fatal(e);
     }
     ring::init(boot_info);
+    crate::block::init(boot_info);
     if console::enabled(Level::Info) {
         banner(boot_info);
     }

@@ -18,6 +18,8 @@ pub enum Error {
     BadRequest,
     /// No frame to read now (AGAIN).
     Again,
+    /// The monitor does not offer this operation (a sturdy extension under another monitor).
+    Unsupported,
     /// The monitor refused the request (EINVAL).
     Invalid,
     /// The monitor reported another failure (EUNSPEC, or a result code sturdy-rt does not know).
@@ -44,6 +46,7 @@ impl fmt::Display for Error {
             Error::NotAttached => "the device is not attached",
             Error::BadRequest => "request refused by sturdy-rt (size, alignment or range)",
             Error::Again => "nothing to read now",
+            Error::Unsupported => "the monitor does not offer this operation",
             Error::Invalid => "request refused by the monitor (EINVAL)",
             Error::Unspecified => "the monitor reported an error",
         })

@@ -8,8 +8,8 @@
 use core::arch::asm;
 
 use sturdy_abi::hypercall::{
-    BlockIo, Halt, NetIo, Poll, Puts, Walltime, BLOCK_READ, BLOCK_WRITE, HALT, NET_READ, NET_WRITE,
-    PIO_BASE, POLL, PUTS, WALLTIME,
+    BlockFlush, BlockIo, Halt, NetIo, Poll, Puts, Walltime, BLOCK_READ, BLOCK_WRITE, HALT,
+    NET_READ, NET_WRITE, PIO_BASE, POLL, PUTS, STURDY_BLOCK_FLUSH, WALLTIME,
 };
 
 /// Writes `value` to I/O port `port` with a 4-byte `out`.
@@ -99,6 +99,16 @@ pub fn block_read(handle: u64, offset: u64, data: &mut [u8]) -> i32 {
     // SAFETY: `arg` is a valid BLOCK_READ struct; the monitor writes at most `data.len()` bytes
     // into `data`, which we borrow mutably.
     unsafe { hypercall(BLOCK_READ, &mut arg) };
+    arg.ret
+}
+
+/// sturdy's BLOCK_FLUSH: makes the writes to block device `handle` durable on the host.
+/// Only under a monitor that offers it (`HOST_FEATURE_BLOCK_FLUSH`): elsewhere the monitor
+/// ends the run at this call.
+pub fn block_flush(handle: u64) -> i32 {
+    let mut arg = BlockFlush { handle, ret: 0 };
+    // SAFETY: `arg` is a valid BLOCK_FLUSH struct; the monitor writes `ret` only.
+    unsafe { hypercall(STURDY_BLOCK_FLUSH, &mut arg) };
     arg.ret
 }
 

@@ -5,7 +5,11 @@ use alloc::vec::Vec;
 use super::crc32c::Crc32c;
 
 /// The first bytes of every record; a new format gets a new magic.
-pub(super) const MAGIC: [u8; 4] = *b"SKv1";
+pub(super) const MAGIC: [u8; 4] = *b"SKv2";
+
+/// The magic of the first format (no regions, no chained checksums), still read so that a
+/// volume written by an older kv is carried over (see [`super::legacy`]).
+pub(super) const MAGIC_V1: [u8; 4] = *b"SKv1";
 
 /// Bytes before the payload: magic, CRC, payload length, sequence number.
 pub const HEADER_LEN: usize = 20;
@@ -16,6 +20,70 @@ pub const MAX_PAYLOAD: usize = 4 << 20;
 
 const OP_SET: u8 = 1;
 const OP_DEL: u8 = 2;
+const OP_REGION: u8 = 3;
+
+/// Bytes of a region header record: header, op, generation, nonce, snapshot count.
+pub const REGION_LEN: usize = HEADER_LEN + REGION_PAYLOAD;
+const REGION_PAYLOAD: usize = 1 + 3 * 8;
+
+/// The first record of a region (see the [module documentation](super)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RegionHeader {
+    /// Higher is newer; the first region written is generation 1.
+    pub(super) generation: u64,
+    /// Folded into every checksum of the region (through the chain): records written by anyone
+    /// who does not know it, such as a client that hides a record inside a value, never check.
+    pub(super) nonce: u64,
+    /// How many records after this one are the snapshot the region starts with; until all of
+    /// them are on the device the region is not the log.
+    pub(super) snapshot: u64,
+}
+
+impl RegionHeader {
+    /// Appends the header as the region's record 0; returns its checksum, the chain's start.
+    pub(super) fn encode(&self, out: &mut Vec<u8>) -> u32 {
+        let mut payload = [0; REGION_PAYLOAD];
+        payload[0] = OP_REGION;
+        payload[1..9].copy_from_slice(&self.generation.to_le_bytes());
+        payload[9..17].copy_from_slice(&self.nonce.to_le_bytes());
+        payload[17..25].copy_from_slice(&self.snapshot.to_le_bytes());
+        encode_with(0, 0, out, |out| out.extend_from_slice(&payload))
+    }
+
+    /// Decodes a checked payload; `None` if it is not a region header.
+    pub(super) fn decode(payload: &[u8]) -> Option<RegionHeader> {
+        let payload: &[u8; REGION_PAYLOAD] = payload.try_into().ok()?;
+        let word = |at: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&payload[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        (payload[0] == OP_REGION).then(|| RegionHeader {
+            generation: word(1),
+            nonce: word(9),
+            snapshot: word(17),
+        })
+    }
+}
+
+/// Appends a record whose payload (at most [`MAX_PAYLOAD`]) `payload` appends, with sequence
+/// number `seq` and its checksum chained to `chain`, the checksum of the record before it (0
+/// for a region header). Returns the new record's checksum.
+fn encode_with(seq: u64, chain: u32, out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) -> u32 {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[0; 8]); // CRC and length, filled in below
+    out.extend_from_slice(&seq.to_le_bytes());
+    payload(out);
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    out[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
+    let crc = Crc32c::new()
+        .update(&chain.to_le_bytes())
+        .update(&out[start + 8..])
+        .finish();
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    crc
+}
 
 /// One logged write, borrowing its keys and values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +94,12 @@ pub enum Record<'a> {
     Del { keys: Vec<&'a [u8]> },
 }
 
+/// Bytes the SET record of a key and value takes in the log: what keeping them costs in a
+/// snapshot.
+pub fn set_len(key: usize, value: usize) -> usize {
+    HEADER_LEN + 1 + 4 + key + value
+}
+
 impl Record<'_> {
     pub(super) fn payload_len(&self) -> usize {
         match self {
@@ -34,14 +108,14 @@ impl Record<'_> {
         }
     }
 
-    /// Appends the record with sequence number `seq`. The caller has checked that the payload
-    /// is at most [`MAX_PAYLOAD`], so lengths fit in `u32`.
-    pub(super) fn encode(&self, seq: u64, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&[0; 4]); // CRC, filled in below
-        out.extend_from_slice(&(self.payload_len() as u32).to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
+    /// Appends the record with sequence number `seq`, chained to `chain` (the checksum of the
+    /// record before it), and returns its checksum. The caller has checked that the payload is
+    /// at most [`MAX_PAYLOAD`], so lengths fit in `u32`.
+    pub(super) fn encode(&self, seq: u64, chain: u32, out: &mut Vec<u8>) -> u32 {
+        encode_with(seq, chain, out, |out| self.encode_payload(out))
+    }
+
+    fn encode_payload(&self, out: &mut Vec<u8>) {
         match self {
             Record::Set { key, value } => {
                 out.push(OP_SET);
@@ -58,8 +132,6 @@ impl Record<'_> {
                 }
             }
         }
-        let crc = Crc32c::new().update(&out[start + 8..]).finish();
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Decodes a payload whose checksum has been verified. `None` if it is not a payload this
@@ -115,8 +187,18 @@ impl Header {
         }
     }
 
-    /// Whether `crc` covers the header's length and sequence number and `payload`.
-    pub(super) fn checks(&self, bytes: &[u8; HEADER_LEN], payload: &[u8]) -> bool {
+    /// Whether `crc` covers `chain`, the header's length and sequence number and `payload`.
+    pub(super) fn checks(&self, chain: u32, bytes: &[u8; HEADER_LEN], payload: &[u8]) -> bool {
+        Crc32c::new()
+            .update(&chain.to_le_bytes())
+            .update(&bytes[8..])
+            .update(payload)
+            .finish()
+            == self.crc
+    }
+
+    /// The same for a record of the first format, whose checksum has no chain.
+    pub(super) fn checks_v1(&self, bytes: &[u8; HEADER_LEN], payload: &[u8]) -> bool {
         Crc32c::new().update(&bytes[8..]).update(payload).finish() == self.crc
     }
 }
@@ -133,15 +215,43 @@ mod tests {
 
     fn round_trip(record: &Record<'_>) {
         let mut bytes = Vec::new();
-        record.encode(7, &mut bytes);
+        let crc = record.encode(7, 0xdead_beef, &mut bytes);
         assert_eq!(bytes.len(), HEADER_LEN + record.payload_len());
         let header_bytes: &[u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
         let header = Header::parse(header_bytes);
         assert_eq!(header.magic, MAGIC);
+        assert_eq!(header.crc, crc);
         assert_eq!(header.len as usize, record.payload_len());
         assert_eq!(header.seq, 7);
-        assert!(header.checks(header_bytes, &bytes[HEADER_LEN..]));
+        assert!(header.checks(0xdead_beef, header_bytes, &bytes[HEADER_LEN..]));
+        assert!(
+            !header.checks(0xdead_beee, header_bytes, &bytes[HEADER_LEN..]),
+            "the checksum covers the chain"
+        );
         assert_eq!(Record::decode(&bytes[HEADER_LEN..]).as_ref(), Some(record));
+        assert_eq!(RegionHeader::decode(&bytes[HEADER_LEN..]), None);
+    }
+
+    #[test]
+    fn region_headers_round_trip() {
+        let region = RegionHeader {
+            generation: 3,
+            nonce: 0x0123_4567_89ab_cdef,
+            snapshot: 1000,
+        };
+        let mut bytes = Vec::new();
+        let crc = region.encode(&mut bytes);
+        assert_eq!(bytes.len(), REGION_LEN);
+        let header_bytes: &[u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
+        let header = Header::parse(header_bytes);
+        assert_eq!((header.crc, header.seq), (crc, 0));
+        assert!(header.checks(0, header_bytes, &bytes[HEADER_LEN..]));
+        assert_eq!(RegionHeader::decode(&bytes[HEADER_LEN..]), Some(region));
+        assert_eq!(Record::decode(&bytes[HEADER_LEN..]), None);
+        assert_eq!(
+            RegionHeader::decode(&bytes[HEADER_LEN..REGION_LEN - 1]),
+            None
+        );
     }
 
     #[test]
@@ -172,9 +282,13 @@ mod tests {
             key: b"k",
             value: b"v",
         }
-        .encode(1, &mut bytes);
-        let crc = Crc32c::new().update(&bytes[8..]).finish().to_le_bytes();
-        let mut expected = b"SKv1".to_vec();
+        .encode(1, 5, &mut bytes);
+        let crc = Crc32c::new()
+            .update(&[5, 0, 0, 0])
+            .update(&bytes[8..])
+            .finish()
+            .to_le_bytes();
+        let mut expected = b"SKv2".to_vec();
         expected.extend_from_slice(&crc);
         expected.extend_from_slice(&[
             7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, OP_SET, 1, 0, 0, 0, b'k', b'v',

@@ -43,6 +43,7 @@ fn out_of_range_pointers_and_lengths_stop_the_guest() {
         "arg-oob",
         "blk-oob-buf",
         "halt-cookie-oob",
+        "flush-arg-oob",
     ] {
         attack(name)
             .expect_status(1)
@@ -62,7 +63,7 @@ fn monitor_structures_and_text_cannot_be_written_through_hypercalls() {
 
 #[test]
 fn bad_handles_and_sizes_get_einval() {
-    for name in ["blk-handle", "net-handle", "net-oversize"] {
+    for name in ["blk-handle", "net-handle", "net-oversize", "flush-handle"] {
         attack(name).expect_status(0).expect_stdout("ret=2");
     }
 }

@@ -1,5 +1,7 @@
 //! The `kv` unikernel with real clients: every command through `redis-cli` over a TAP, malformed
-//! RESP, durability across `kill -9` of its monitor, and a torn last record.
+//! RESP, durability across `kill -9` of its monitor, the volume flushed before a write's reply
+//! (seen by strace), a torn last record, and a small volume filled, half deleted and filled
+//! again.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -203,6 +205,135 @@ fn acknowledged_sets_survive_kill_9_of_the_monitor() {
     );
 }
 
+/// One system call in an `strace -f -ttt -T` trace: name, start and end (seconds), the line.
+struct Traced {
+    name: String,
+    start: f64,
+    end: f64,
+    line: String,
+}
+
+/// Parses `strace -f -ttt -T -o` output, joining `<unfinished ...>` and `resumed` halves.
+fn parse_strace(text: &str) -> Vec<Traced> {
+    let mut calls = Vec::new();
+    let mut open: std::collections::HashMap<(String, String), usize> = Default::default();
+    for line in text.lines() {
+        // "PID TIME CALL": strace pads the PID with spaces.
+        let Some((pid, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((ts, rest)) = rest.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Ok(ts) = ts.parse::<f64>() else { continue };
+        let duration = || {
+            rest.rsplit_once('<')
+                .and_then(|(_, d)| d.trim_end_matches('>').parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if let Some(resumed) = rest.strip_prefix("<... ") {
+            let name = resumed.split(' ').next().unwrap_or("").to_string();
+            if let Some(i) = open.remove(&(pid.to_string(), name)) {
+                let c: &mut Traced = &mut calls[i];
+                c.end = ts;
+                c.line.push_str(rest);
+            }
+            continue;
+        }
+        let Some((name, _)) = rest.split_once('(') else {
+            continue;
+        };
+        let unfinished = rest.ends_with("<unfinished ...>");
+        if unfinished {
+            open.insert((pid.to_string(), name.to_string()), calls.len());
+        }
+        calls.push(Traced {
+            name: name.to_string(),
+            start: ts,
+            end: if unfinished {
+                f64::INFINITY
+            } else {
+                ts + duration()
+            },
+            line: rest.to_string(),
+        });
+    }
+    calls
+}
+
+/// Bytes as `strace -xx` prints them.
+fn strace_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+}
+
+/// The durability test, by observing the monitor's system calls: the SET's record is
+/// written to the volume, the volume is fdatasync'ed, and only then does the reply leave on
+/// the TAP. kv says what it does.
+#[test]
+fn a_write_is_flushed_before_its_reply() {
+    let dir = TempDir::new("kvflush");
+    let disk = dir.file("kv.img", 1 << 20);
+    let trace = dir.file("strace.txt", 0);
+    let ns = namespace("kvflush");
+    let mut cmd = ns.command("strace");
+    cmd.args(["-f", "-ttt", "-T", "-xx", "-s", "65536", "-o", &trace])
+        .args(["-e", "trace=pwrite64,fdatasync,write,writev,sendmmsg"])
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_sturdy-hvt"))
+        .args(["--mem=64", "--net:service=tap0"])
+        .arg(format!("--block:storage={disk}"))
+        .arg(guest("kv"))
+        .args([KV_NET, KV_PROVIDE]);
+    let mut kv = spawn(cmd);
+    let console = kv.wait_for_line("serving on port 6379", Duration::from_secs(30));
+    assert!(
+        console.contains("flushed to the host's storage before its reply (appendfsync always)"),
+        "{console}"
+    );
+    assert_eq!(
+        cli(&ns, &["CONFIG", "GET", "appendfsync"]),
+        "appendfsync\nalways"
+    );
+    let value = format!("flush-probe-{}", std::process::id());
+    assert_eq!(cli(&ns, &["SET", "probe", &value]), "OK");
+    // Stop the monitor (strace's child), then strace, which ends with it.
+    let strace_pid = kv.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
+            .expect("strace's children");
+    let monitor: i32 = children.trim().parse().expect("one child: the monitor");
+    // SAFETY: kill(2) of the monitor we started under strace, by PID.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let _ = kv.child.as_mut().unwrap().wait();
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let calls = parse_strace(&text);
+    let record = calls
+        .iter()
+        .find(|c| c.name == "pwrite64" && c.line.contains(&strace_hex(value.as_bytes())))
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+            panic!("no pwrite64 of the SET's record among the traced calls {names:?}")
+        });
+    let flush = calls
+        .iter()
+        .find(|c| c.name == "fdatasync" && c.start >= record.start)
+        .unwrap_or_else(|| panic!("no fdatasync after the SET's record was written"));
+    assert!(flush.line.contains("= 0"), "{}", flush.line);
+    let reply = calls
+        .iter()
+        .find(|c| c.name.starts_with("write") && c.line.contains(&strace_hex(b"+OK\r\n")))
+        .unwrap_or_else(|| panic!("no +OK frame written to the TAP"));
+    assert!(
+        flush.end <= reply.start,
+        "the reply left at {} before the flush ended at {}:\n{}\n{}",
+        reply.start,
+        flush.end,
+        flush.line,
+        reply.line
+    );
+}
+
 #[test]
 fn a_torn_last_record_is_skipped_with_a_log_line() {
     let dir = TempDir::new("kvtorn");
@@ -233,7 +364,7 @@ fn a_torn_last_record_is_skipped_with_a_log_line() {
     let (_kv, console) = start_kv(&ns, &disk);
     assert!(console.contains("torn"), "no torn-record line: {console}");
     assert!(
-        console.contains(&format!("recovered 50 records ({bytes} bytes)")),
+        console.contains(&format!("recovered 50 records ({bytes} bytes at offset 0,")),
         "{console}"
     );
     for i in [0, 25, 49] {
@@ -243,6 +374,100 @@ fn a_torn_last_record_is_skipped_with_a_log_line() {
     // New writes go after the last good record and survive the next restart.
     assert_eq!(cli(&ns, &["SET", "after", "torn"]), "OK");
     assert_eq!(std::fs::read(&disk).unwrap()[..bytes as usize], clean[..]);
+}
+
+/// The test on the real unikernel: a small volume filled until kv answers -OOM, half
+/// of it deleted, filled again (the log is compacted on the way), compacted on request, and all
+/// of it there after restarts.
+#[test]
+fn a_full_volume_takes_writes_again_after_deleting_half() {
+    let dir = TempDir::new("kvfull");
+    let disk = dir.file("kv.img", 64 << 10);
+    let ns = namespace("kvfull");
+    let (kv, console) = start_kv(&ns, &disk);
+    assert!(
+        console.contains("24540 bytes of live data allowed"),
+        "{console}"
+    );
+    let value = || vec![b'v'; 1000];
+    let keys = in_netns(&ns, move || {
+        let mut c = Client::connect().expect("connect to kv");
+        let mut keys = 0;
+        loop {
+            let reply = c.call(&[b"SET", format!("k{keys:02}").as_bytes(), &value()]);
+            let reply = reply.unwrap();
+            if reply != b"+OK\r\n" {
+                assert_eq!(
+                    String::from_utf8_lossy(&reply),
+                    "-OOM command not allowed when used memory > 'maxmemory'.\r\n"
+                );
+                break keys;
+            }
+            keys += 1;
+        }
+    });
+    assert_eq!(keys, 23, "1029 bytes a key, 24540 at most");
+    in_netns(&ns, move || {
+        let mut c = Client::connect().unwrap();
+        for i in (0..keys).step_by(2) {
+            let reply = c.call(&[b"DEL", format!("k{i:02}").as_bytes()]).unwrap();
+            assert_eq!(reply, b":1\r\n");
+        }
+        // Twice the volume's worth of writes: only possible if the log is compacted.
+        for round in 0..4 {
+            for i in (0..keys).step_by(2) {
+                let key = format!("k{i:02}");
+                let reply = c.call(&[b"SET", key.as_bytes(), &value()]).unwrap();
+                assert_eq!(reply, b"+OK\r\n", "round {round}, {key}");
+            }
+            for i in (0..keys).step_by(2) {
+                let key = format!("k{i:02}");
+                assert_eq!(c.call(&[b"DEL", key.as_bytes()]).unwrap(), b":1\r\n");
+            }
+        }
+        for i in (0..keys).step_by(2) {
+            let reply = c.call(&[b"SET", format!("k{i:02}").as_bytes(), b"again"]);
+            assert_eq!(reply.unwrap(), b"+OK\r\n");
+        }
+    });
+    drop(kv);
+    // Every key as left, then BGREWRITEAOF's reply.
+    let check = |ns: &NetNs| {
+        in_netns(ns, move || {
+            let mut c = Client::connect().unwrap();
+            for i in 0..keys {
+                let got = c.call(&[b"GET", format!("k{i:02}").as_bytes()]).unwrap();
+                let want = if i % 2 == 0 {
+                    b"again".to_vec()
+                } else {
+                    value()
+                };
+                assert_eq!(got, want, "k{i:02}");
+            }
+            c.call(&[b"BGREWRITEAOF"]).unwrap()
+        })
+    };
+    let (kv, console) = start_kv(&ns, &disk);
+    let generation = generation_of(&console);
+    assert!(generation > 1, "never compacted: {console}");
+    assert_eq!(
+        check(&ns),
+        b"+Background append only file rewriting started\r\n"
+    );
+    drop(kv);
+    let (_kv, console) = start_kv(&ns, &disk);
+    assert_eq!(generation_of(&console), generation + 1, "{console}");
+    check(&ns);
+}
+
+/// The generation in kv's recovery line.
+fn generation_of(console: &str) -> u64 {
+    console
+        .split("generation ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no generation in {console}"))
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Block devices: `--block:NAME=PATH`, `--block-sector-size:NAME=N`, BLOCK_READ, BLOCK_WRITE
-//! (spec 5, spec 6).
+//! (spec 5, spec 6), and sturdy's BLOCK_FLUSH (`sturdy_abi::hypercall::STURDY_BLOCK_FLUSH`).
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use sturdy_abi::hypercall::{BlockIo, RESULT_EINVAL, RESULT_OK};
 
@@ -115,6 +115,23 @@ impl BlockDevice {
             }
         }
         Ok(RESULT_OK)
+    }
+
+    /// BLOCK_FLUSH: `fdatasync` of the backing file, so that every write that returned before
+    /// is on the host's storage. A failure is fatal (as a failed write is, spec 5): the kernel
+    /// may have dropped the dirty pages, and a guest told "done" would acknowledge lost data.
+    pub fn flush(&self) -> Result<(), VmError> {
+        self.file.sync_data().map_err(|source| VmError::BlockIo {
+            name: self.name.clone(),
+            op: "flush (fdatasync)",
+            offset: 0,
+            source,
+        })
+    }
+
+    /// The backing file's descriptor (the seccomp filter allows `fdatasync` on it only).
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
     }
 
     fn io_error(&self, write: bool, offset: u64, source: std::io::Error) -> VmError {

@@ -2,13 +2,20 @@
 //! INCR, EXISTS, KEYS, DBSIZE), as a sturdy unikernel.
 //!
 //! Its data lives in a crash-safe log on the block device `storage` (`sturdy-kvstore`): a write
-//! is acknowledged only after its record is on the device, and on start the log is replayed,
-//! skipping a torn last record (reported on the console). Clients reach it on the provided
+//! is acknowledged only after its record is written to the device and, under sturdy-hvt, the
+//! device has been flushed to the host's storage (fdatasync; `CONFIG GET appendfsync` says
+//! `always`). Under a monitor without sturdy's flush (upstream solo5-hvt) it is acknowledged once
+//! written to the volume's file, which survives kv and its monitor but not a host crash, and kv
+//! says so at start and in `appendfsync no`. On start the log is replayed, skipping a torn last
+//! record (reported on the console). The log takes one half of
+//! the device at a time and is compacted into the other half; the live data is limited to three
+//! eighths of the device (beyond it, writes get `-OOM`). Clients reach it on the provided
 //! endpoint `kv` (boot configuration `--sturdy.v1.provide=kv:6379/tcp`).
 //!
 //! Group commit: every connection executes the commands it has read, then waits for the next
 //! commit; one committer task makes all writes of the round durable with as few block writes as
-//! possible (each costs an exit to the monitor), then every waiting connection sends its replies.
+//! possible (each costs an exit to the monitor) and one flush, then every waiting connection
+//! sends its replies.
 #![no_std]
 #![no_main]
 
@@ -23,6 +30,7 @@ use core::task::{Poll, Waker};
 
 use sturdy_kvstore::resp::Parser;
 use sturdy_kvstore::{BlockDevice, Db, Flow};
+use sturdy_rt::time::{rdtsc, wall_clock};
 use sturdy_rt::{caps, exit, println, spawn, Block, Env, OrExit, TcpStream};
 
 sturdy_rt::main_async!(main);
@@ -48,6 +56,28 @@ impl BlockDevice for Disk {
 
     fn write(&mut self, block: u64, buf: &[u8]) -> Result<(), Self::Error> {
         self.0.write(block * self.0.block_size() as u64, buf)
+    }
+
+    /// A commit's blocks in one BLOCK_WRITE: one exit instead of one per block.
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), (u64, Self::Error)> {
+        self.0
+            .write_blocks(first * self.0.block_size() as u64, bytes)
+            .map_err(|e| (first, e))
+    }
+
+    /// sturdy-hvt's BLOCK_FLUSH (fdatasync of the volume). Under a monitor without it (upstream
+    /// solo5-hvt), nothing: a write is in the monitor's backing file when it returns, which
+    /// survives kv and the monitor but maybe not the host; kv then says `appendfsync no`.
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        if self.0.can_flush() {
+            self.0.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn durable_flush(&self) -> bool {
+        self.0.can_flush()
     }
 }
 
@@ -110,17 +140,39 @@ async fn committer(server: Rc<Server>) {
 async fn main(_env: &Env) {
     let listener = caps::listen("kv").or_exit();
     let block = Block::open("storage").or_exit();
-    let (db, recovery) = Db::open(Disk(block)).unwrap_or_else(|e| {
-        println!("kv: cannot read the log on 'storage': {e}");
+    // The nonces of the log's regions: different at every start.
+    let seed = rdtsc() ^ wall_clock().as_nanos() as u64;
+    let (db, recovery) = Db::open(Disk(block), seed).unwrap_or_else(|e| {
+        println!("kv: cannot open the log on 'storage': {e}");
         exit(1)
     });
     if let Some(torn) = &recovery.torn {
         println!("kv: {torn}");
     }
+    if db.log().durable_flush() {
+        println!(
+            "kv: each write is flushed to the host's storage before its reply (appendfsync always)"
+        );
+    } else {
+        println!(
+            "kv: the monitor offers no flush: acknowledged writes survive kv and its monitor, not a \
+             host crash (appendfsync no)"
+        );
+    }
+    if recovery.migrated > 0 {
+        println!(
+            "kv: rewrote the log of an older kv ({} records) in the current format",
+            recovery.migrated
+        );
+    }
     println!(
-        "kv: recovered {} records ({} bytes) from 'storage'; serving on port {}",
+        "kv: recovered {} records ({} bytes at offset {}, generation {}) from 'storage', \
+         {} bytes of live data allowed; serving on port {}",
         recovery.records,
         recovery.bytes,
+        recovery.region,
+        recovery.generation,
+        db.live_limit(),
         listener.port()
     );
     let server = Rc::new(Server {

@@ -2,8 +2,9 @@
 //! argument names the attack; the guest prints `attack: NAME`, then makes it.
 //!
 //! Most attacks must end the run in the monitor (it exits 1); a guest that gets past one prints
-//! `FAILURE: not stopped` and exits 1. `blk-handle` and `net-handle` expect EINVAL and
-//! `net-oversize` any refusal: they print `ret=N` and exit 0 (1 with FAILURE for a wrong result).
+//! `FAILURE: not stopped` and exits 1. `blk-handle`, `net-handle` and `flush-handle` expect
+//! EINVAL and `net-oversize` any refusal: they print `ret=N` and exit 0 (1 with FAILURE for a
+//! wrong result).
 #![no_std]
 #![no_main]
 
@@ -12,7 +13,7 @@ use core::ptr::addr_of_mut;
 
 use sturdy_rt::abi::hypercall::{
     BlockIo, Halt, NetIo, Puts, BLOCK_READ, HALT, NET_WRITE, PIO_BASE, PUTS, RESULT_EINVAL,
-    WALLTIME,
+    STURDY_BLOCK_FLUSH, WALLTIME,
 };
 use sturdy_rt::hypercall::{self, hypercall, out};
 use sturdy_rt::{print, println, Block, Env, Net};
@@ -36,6 +37,8 @@ const ATTACKS: &[&str] = &[
     "halt-cookie-oob",
     "ring-tx-tail",
     "ring-rx-head",
+    "flush-handle",
+    "flush-arg-oob",
 ];
 
 /// Guest address 0x2000 holds the monitor's page tables (spec 3).
@@ -108,6 +111,15 @@ fn main(env: &Env) -> i32 {
         }
         "ring-tx-tail" => corrupt_ring(env, &net, 8, 64),
         "ring-rx-head" => corrupt_ring(env, &net, 16, 0),
+        "flush-handle" => {
+            if !disk.can_flush() {
+                println!("FAILURE: sturdy-hvt offers no BLOCK_FLUSH to a deprivileged guest");
+                return 1;
+            }
+            return expect_einval(hypercall::block_flush(disk.handle() + 1));
+        }
+        // SAFETY: deliberately hostile: the argument address is outside guest memory.
+        "flush-arg-oob" => unsafe { out(PIO_BASE + STURDY_BLOCK_FLUSH, 0xFFFF_FFF0) },
         _ => unreachable!("checked against ATTACKS"),
     }
     not_stopped(format_args!("{attack}"))
