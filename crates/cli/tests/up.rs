@@ -144,6 +144,8 @@ fn attached_up_follows_consoles_until_sigint_then_stops_the_app() {
     // Both consoles, prefixed with the padded service name.
     wait_line("db  | kv: recovered");
     wait_line("web | web: serving http");
+    // Its published port takes clients once it is healthy (until then they are reset).
+    home.wait_state("attached", "web", "healthy", Duration::from_secs(30));
     let posted = http(port, "POST", "/entries", "name=ada&message=attached");
     assert!(posted.starts_with("HTTP/1.1 303"), "{posted}");
 
