@@ -17,6 +17,12 @@ have curl || need+=(curl)
 have tshark || need+=(tshark)
 have dot || need+=(graphviz)
 have strace || need+=(strace)
+# The trust tests: a second user (setpriv), a process's fd limit (prlimit), a group of their
+# own (groupadd), FIFOs (mkfifo).
+have setpriv || need+=(util-linux)
+have prlimit || need+=(util-linux)
+have groupadd || need+=(passwd)
+have mkfifo || need+=(coreutils)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
