@@ -644,14 +644,7 @@ impl Reader<'_> {
         let mut ok = true;
         for (k, kpos, v) in &fields {
             let fkey = child(key, k);
-            let positive = |t: &str| {
-                let d = units::duration(t)?;
-                if d.is_zero() {
-                    Err(format!("'{t}' must be longer than zero"))
-                } else {
-                    Ok(d)
-                }
-            };
+            let positive = units::positive_duration;
             match k.as_str() {
                 "tcp" => {
                     if probe.is_some() {
@@ -778,14 +771,7 @@ impl Reader<'_> {
             let mut ok = true;
             for (f, _, v) in &fields {
                 let fkey = child(&k, f);
-                let positive = |t: &str| {
-                    let d = units::duration(t)?;
-                    if d.is_zero() {
-                        Err(format!("'{t}' must be longer than zero"))
-                    } else {
-                        Ok(d)
-                    }
-                };
+                let positive = units::positive_duration;
                 let found = match f.as_str() {
                     "target" => self.value(v, &fkey, "a guest port", units::port).map(|p| guest = Some(p)),
                     "published" => self.value(v, &fkey, "a host port", units::port).map(|p| host = Some(p)),

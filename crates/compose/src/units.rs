@@ -68,6 +68,16 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A [`duration`] longer than zero.
+pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d.is_zero() {
+        Err(format!("'{s}' must be longer than zero"))
+    } else {
+        Ok(d)
+    }
+}
+
 /// Formats a duration the way [`duration`] reads it back.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();

@@ -1141,6 +1141,19 @@ impl Gw {
         };
     }
 
+    /// Resets a host connection to `service` the gateway will not take, and says `why` in the
+    /// log (at most once a second: a flood of them must not flood the log).
+    fn refuse(&mut self, stream: TcpStream, service: &str, why: &str) {
+        sys::set_linger_zero(stream.as_raw_fd());
+        drop(stream);
+        self.count_refused(service);
+        let now = Instant::now();
+        if self.refusal_logged.is_none_or(|at| now >= at + SWEEP_EVERY) {
+            self.refusal_logged = Some(now);
+            tracing::warn!(target: "sturdy_fabric::gateway", "{why}: connection reset");
+        }
+    }
+
     /// Counts a host connection to `service` refused or reset by the gateway.
     fn count_refused(&mut self, service: &str) {
         *self.refused.entry(service.to_string()).or_insert(0) += 1;
@@ -1230,41 +1243,26 @@ impl Gw {
             if held >= limits.per_source {
                 // One address may not take the whole connection budget (a flood of idle
                 // connections would starve every other client).
-                sys::set_linger_zero(stream.as_raw_fd());
-                drop(stream);
                 self.stats.ingress_refused_per_source += 1;
-                self.count_refused(&service);
-                let now = Instant::now();
-                if self.refusal_logged.is_none_or(|at| now >= at + SWEEP_EVERY) {
-                    self.refusal_logged = Some(now);
-                    tracing::warn!(
-                        target: "sturdy_fabric::gateway",
-                        "{source} holds {held} connections to {}, its limit: connection reset \
-                         ({} refused so far)",
-                        publication_of(&self.listeners, token),
-                        self.stats.ingress_refused_per_source
-                    );
-                }
+                let why = format!(
+                    "{source} holds {held} connections to {}, its limit ({} refused so far)",
+                    publication_of(&self.listeners, token),
+                    self.stats.ingress_refused_per_source
+                );
+                self.refuse(stream, &service, &why);
                 continue;
             }
             // Probes have their own budget (MAX_PROBES): they never take a client's place,
             // nor clients theirs.
             if self.conns.len() >= MAX_CONNECTIONS {
-                sys::set_linger_zero(stream.as_raw_fd());
-                drop(stream);
                 self.stats.ingress_refused += 1;
-                self.count_refused(&service);
-                let now = Instant::now();
-                if self.refusal_logged.is_none_or(|at| now >= at + SWEEP_EVERY) {
-                    self.refusal_logged = Some(now);
-                    tracing::warn!(
-                        target: "sturdy_fabric::gateway",
-                        "{MAX_CONNECTIONS} connections open: host connection from {peer} to \
-                         {} reset ({} refused so far)",
-                        publication_of(&self.listeners, token),
-                        self.stats.ingress_refused
-                    );
-                }
+                let why = format!(
+                    "{MAX_CONNECTIONS} connections open: host connection from {peer} to {} \
+                     ({} refused so far)",
+                    publication_of(&self.listeners, token),
+                    self.stats.ingress_refused
+                );
+                self.refuse(stream, &service, &why);
                 continue;
             }
             let Some(local) = self.ephemeral() else {
