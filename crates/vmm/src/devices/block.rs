@@ -57,6 +57,11 @@ impl BlockDevice {
         })
     }
 
+    /// Its backing file's descriptor (the only one BLOCK_READ and BLOCK_WRITE may use).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
     /// Checks `offset`/`len` against the capacity (spec 5: EINVAL if offset >= capacity or
     /// offset + len overflows or exceeds it).
     fn in_range(&self, offset: u64, len: u64) -> bool {
