@@ -168,6 +168,14 @@ impl Cgroups {
         Ok(cgroups)
     }
 
+    /// Removes what is left of this daemon's cgroups (`sturdy-PID` and below; a cgroup that
+    /// still holds a process stays).
+    pub fn remove(&self) {
+        for dir in self.parents() {
+            remove_tree(&dir.join(&self.base));
+        }
+    }
+
     /// The directories the monitors' cgroups are made in (the daemon's own cgroups).
     fn parents(&self) -> Vec<PathBuf> {
         match &self.layout {

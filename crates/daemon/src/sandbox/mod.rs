@@ -26,6 +26,8 @@ pub fn memory_limit(mem_mib: u64) -> u64 {
     (mem_mib + overhead_mib(mem_mib)) << 20
 }
 
+static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
+
 /// The daemon's monitor user ids and cgroups.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -47,7 +49,6 @@ impl Sandbox {
     /// and the cgroup hierarchies it runs in. An error says why monitors cannot be confined
     /// (they are then not started).
     pub fn shared() -> Result<&'static Sandbox, String> {
-        static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
         SANDBOX
             .get_or_init(|| {
                 Ok(Sandbox {
@@ -57,6 +58,14 @@ impl Sandbox {
             })
             .as_ref()
             .map_err(|e| format!("cannot confine monitors: {e}"))
+    }
+
+    /// Once every monitor is stopped: removes this daemon's cgroups (`sturdy-PID`), if it
+    /// made any.
+    pub fn remove_cgroups() {
+        if let Some(Ok(sandbox)) = SANDBOX.get() {
+            sandbox.cgroups.remove();
+        }
     }
 
     /// A user id and a cgroup for `service`'s `instance` of `app`.
