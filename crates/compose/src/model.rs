@@ -57,6 +57,8 @@ pub struct Service {
     pub image: String,
     /// `mem` in bytes, if given.
     pub mem: Option<u64>,
+    /// `cpus` in thousandths of a core, if given.
+    pub cpus: Option<u32>,
     /// `command`: guest arguments, templates unexpanded.
     pub command: Vec<(String, At)>,
     /// `ports`: host address, host port, guest port, and the limits on host connections.
@@ -137,6 +139,7 @@ const TOP_KEYS: &[&str] = &["name", "services", "volumes", "subnet"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
     "mem",
+    "cpus",
     "command",
     "ports",
     "uses",
@@ -179,6 +182,9 @@ fn compose_hint(key: &str) -> Option<&'static str> {
             "the network is the capability graph: use 'uses' and 'provides' (and 'egress' to reach outside)"
         }
         "mem_limit" | "memory" => "write the guest memory as 'mem', e.g. mem: 64M",
+        "cpu_quota" | "cpu_period" | "cpu_count" | "cpu_shares" | "cpuset" => {
+            "write the CPU time a service may use as 'cpus', in cores, e.g. cpus: 0.5"
+        }
         "test" => "a health check is { tcp: PORT } or { http: PATH, port: PORT }",
         _ => return None,
     })
@@ -537,6 +543,11 @@ impl Reader<'_> {
                 "mem" => {
                     s.mem = self.value(v, &fkey, "a size such as 64M", |t| {
                         units::memory(units::size(t)?).map_err(|e| format!("'{t}' is {e}"))
+                    });
+                }
+                "cpus" => {
+                    s.cpus = self.value(v, &fkey, "a number of cores such as 0.5", |t| {
+                        units::cpus(t).map_err(|e| format!("'{t}' is {e}"))
                     });
                 }
                 "command" => {

@@ -29,6 +29,12 @@ use crate::units;
 
 /// Guest memory when a service does not say.
 pub const DEFAULT_MEM: u64 = 64 << 20;
+/// CPU time when a service does not say (`cpus`, in thousandths of a core): one core.
+pub const DEFAULT_CPUS_MILLI: u32 = 1000;
+
+fn default_cpus_milli() -> u32 {
+    DEFAULT_CPUS_MILLI
+}
 
 /// A resolved application: everything the supervisor needs to run it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +69,10 @@ pub struct ServicePlan {
     pub image: PathBuf,
     /// Guest memory in bytes (a whole number of MiB).
     pub mem: u64,
+    /// CPU time its monitor may use, in thousandths of a core (`cpus: 0.5` is 500). Plans
+    /// recorded before the key existed get one core.
+    #[serde(default = "default_cpus_milli")]
+    pub cpus_milli: u32,
     /// Its fabric port.
     pub port: u16,
     /// Its NIC's name in the guest's manifest.
@@ -364,6 +374,13 @@ impl Plan {
             }
             units::memory(s.mem)
                 .map_err(|e| within(format!("its memory ({} bytes) is {e}", s.mem)))?;
+            if !(units::CPUS_MIN_MILLI..=units::CPUS_MAX_MILLI).contains(&s.cpus_milli) {
+                return Err(within(format!(
+                    "its CPU time ({} thousandths of a core) is out of range: 0.01 to {} cores",
+                    s.cpus_milli,
+                    units::CPUS_MAX_MILLI / 1000
+                )));
+            }
             device("its NIC's name", &s.nic).map_err(within)?;
             for e in &s.provides {
                 label("an endpoint name", &e.name).map_err(within)?;
@@ -506,6 +523,7 @@ pub(crate) fn build(app: &App, subnet: Subnet, file: &Path, sink: &mut Sink) -> 
             name: s.name.clone(),
             image: base.join(&s.image),
             mem: s.mem.unwrap_or(DEFAULT_MEM),
+            cpus_milli: s.cpus.unwrap_or(DEFAULT_CPUS_MILLI),
             port: fs.port.0,
             nic: fs.nic.clone(),
             mac: fs.mac.to_string(),

@@ -200,6 +200,57 @@ pub fn memory(bytes: u64) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// The least CPU a service may be given: the kernel's smallest CFS quota is 1 ms per 100 ms
+/// period.
+pub const CPUS_MIN_MILLI: u32 = 10;
+/// The most: far above what a monitor (one vCPU and one I/O thread) can use.
+pub const CPUS_MAX_MILLI: u32 = 256_000;
+
+/// CPU time such as `0.5` (half of one core), `1` or `1.25`, in thousandths of a core: at most
+/// three decimals, from 0.01 to 256. The error says what is wrong, to follow "'x' is ...".
+pub fn cpus(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let hint = "expected a number of cores such as 0.5, 1 or 2";
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty())
+        || !digits(whole)
+        || !digits(frac)
+        || (t.contains('.') && frac.is_empty())
+    {
+        return Err(format!("not a number of cores: {hint}"));
+    }
+    if frac.len() > 3 {
+        return Err(format!("too precise: give at most three decimals ({hint})"));
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| format!("out of range: {hint}"))?
+    };
+    let frac: u64 = format!("{frac:0<3}").parse().unwrap_or(0);
+    let milli = whole.saturating_mul(1000).saturating_add(frac);
+    if !(u64::from(CPUS_MIN_MILLI)..=u64::from(CPUS_MAX_MILLI)).contains(&milli) {
+        return Err(format!(
+            "out of range: a service gets 0.01 to {} cores (the kernel's smallest CPU quota is 1 ms per 100 ms)",
+            CPUS_MAX_MILLI / 1000
+        ));
+    }
+    Ok(milli as u32)
+}
+
+/// `milli` thousandths of a core as the file writes them: `0.5`, `1`, `1.25`.
+pub fn cpus_text(milli: u32) -> String {
+    let (whole, frac) = (milli / 1000, milli % 1000);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string()
+    }
+}
+
 /// A name of a service, endpoint or volume: 1 to 63 ASCII letters, digits, `-`, `_`, starting
 /// with a letter or digit (a boot configuration label, `docs/bootcfg.md`).
 pub fn label(s: &str) -> Result<(), String> {
@@ -231,6 +282,39 @@ pub fn device(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus_in_thousandths() {
+        assert_eq!(cpus("0.5"), Ok(500));
+        assert_eq!(cpus("1"), Ok(1000));
+        assert_eq!(cpus(" 2.25 "), Ok(2250));
+        assert_eq!(cpus(".75"), Ok(750));
+        assert_eq!(cpus("0.01"), Ok(10));
+        assert_eq!(cpus("256"), Ok(256_000));
+        for bad in [
+            "",
+            ".",
+            "1.",
+            "-1",
+            "+1",
+            "1e3",
+            "half",
+            "0.5 cores",
+            "1.2.3",
+        ] {
+            let e = cpus(bad).unwrap_err();
+            assert!(e.starts_with("not a number of cores"), "{bad:?}: {e}");
+        }
+        assert!(cpus("0.3333").unwrap_err().starts_with("too precise"));
+        for (milli, text) in [(500, "0.5"), (1000, "1"), (1250, "1.25"), (10, "0.01")] {
+            assert_eq!(cpus_text(milli), text);
+            assert_eq!(cpus(text), Ok(milli));
+        }
+        for out in ["0", "0.009", "256.001", "99999999999999999999999"] {
+            let e = cpus(out).unwrap_err();
+            assert!(e.starts_with("out of range"), "{out:?}: {e}");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -79,3 +79,30 @@ fn load_finds_the_file_in_a_directory() {
         .to_string()
         .starts_with("cannot read application file /nonexistent/sturdy.yaml: "));
 }
+
+/// `cpus` becomes the plan's thousandths of a core (one core by default); a plan recorded
+/// before the key existed reads as one core; a plan with a CPU time the file refuses is
+/// refused by `check`.
+#[test]
+fn cpus_are_planned_in_thousandths_of_a_core() {
+    let plan = guestbook();
+    assert!(plan.services.iter().all(|s| s.cpus_milli == 1000));
+    let src = "name: app\nservices:\n  a:\n    image: x\n    cpus: 0.5\n";
+    let plan = sturdy_compose::parse(src, Path::new("sturdy.yaml")).unwrap();
+    assert_eq!(plan.services[0].cpus_milli, 500);
+    plan.check().unwrap();
+
+    let mut json: serde_json::Value = serde_json::from_str(&plan.to_json()).unwrap();
+    let removed = json["services"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("cpus_milli");
+    assert_eq!(removed, Some(serde_json::json!(500)));
+    let back = sturdy_compose::Plan::from_json(&json.to_string()).unwrap();
+    assert_eq!(back.services[0].cpus_milli, 1000);
+
+    let mut bad = plan.clone();
+    bad.services[0].cpus_milli = 0;
+    let e = bad.check().unwrap_err();
+    assert!(e.contains("service 'a': its CPU time"), "{e}");
+}

@@ -108,6 +108,10 @@ pub struct ServiceInfo {
     pub restarts: u32,
     /// The last instance's exit status (128 + signal if killed).
     pub last_exit: Option<i32>,
+    /// How the last instance ended: `exited with status N`, or `killed: out of memory (limit
+    /// N MiB)` when the kernel killed its monitor at its cgroup's memory limit.
+    #[serde(default)]
+    pub last_end: Option<String>,
     /// When its current instance started, UTC.
     pub started_at: Option<String>,
     /// How long its current instance has run, in milliseconds.

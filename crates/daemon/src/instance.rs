@@ -1,8 +1,9 @@
-//! One instance of a service: a `sturdy-hvt` process on a fabric port, its console read into
-//! the service's [`Console`].
+//! One instance of a service: a `sturdy-hvt` process on a fabric port, confined to its user id
+//! and cgroup, its console read into the service's [`Console`].
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -13,6 +14,25 @@ use std::time::Instant;
 
 use crate::console::Console;
 use crate::locks::LockExt;
+use crate::sandbox::Confined;
+
+/// How an instance ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    /// Its exit status: the code, or 128 + signal number if killed.
+    pub status: i32,
+    /// The kernel killed it for memory: its cgroup's limit, in MiB.
+    pub out_of_memory_mib: Option<u64>,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.out_of_memory_mib {
+            Some(limit) => write!(f, "killed: out of memory (limit {limit} MiB)"),
+            None => write!(f, "exited with status {}", self.status),
+        }
+    }
+}
 
 /// A running (or exited, not yet reaped) monitor process.
 #[derive(Debug)]
@@ -23,21 +43,41 @@ pub struct Instance {
     /// When it was started.
     pub started: Instant,
     readers: Vec<JoinHandle<()>>,
+    /// Its user id and cgroup, until it is reaped.
+    confined: Option<Confined>,
+    /// The daemon's end of its control socket.
+    _control: UnixStream,
 }
 
 impl Instance {
     /// Starts `hvt` with `args`, where `{fd}` in an argument is replaced by the number of the
     /// inherited `fd` (the guest's end of its fabric port, closed here once the child has it;
-    /// `None` for a unikernel without a NIC).
+    /// `None` for a unikernel without a NIC), as the user `confined` holds (`--uid`, `--gid`),
+    /// in its cgroup, with a control socket (`--control`), and no other descriptor of the
+    /// daemon's.
     pub fn spawn(
         hvt: &Path,
         args: &[String],
         fd: Option<OwnedFd>,
+        confined: Confined,
         console: &Arc<Mutex<Console>>,
     ) -> std::io::Result<Instance> {
         let raw = fd.as_ref().map(|fd| fd.as_raw_fd());
+        let (control, theirs) = match UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                confined.release();
+                return Err(e);
+            }
+        };
+        let uid = confined.lease.uid;
         let mut cmd = Command::new(hvt);
-        cmd.args(
+        cmd.args([
+            format!("--uid={uid}"),
+            format!("--gid={uid}"),
+            format!("--control=@{}", theirs.as_raw_fd()),
+        ])
+        .args(
             args.iter()
                 .map(|a| a.replace("{fd}", &raw.unwrap_or(-1).to_string())),
         )
@@ -47,9 +87,17 @@ impl Instance {
         // Its own process group: a Ctrl-C at the supervisor's terminal is the supervisor's
         // to handle (it stops the app in order), not a signal to every monitor at once.
         .process_group(0);
-        crate::os::inherit(&mut cmd, raw);
-        let mut child = cmd.spawn()?;
+        let keep: Vec<_> = raw.into_iter().chain([theirs.as_raw_fd()]).collect();
+        crate::os::inherit(&mut cmd, &keep, confined.cgroup.procs_files());
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                confined.release();
+                return Err(e);
+            }
+        };
         drop(fd);
+        drop(theirs);
         let pid = child.id();
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
@@ -63,11 +111,13 @@ impl Instance {
             pid,
             started: Instant::now(),
             readers,
+            confined: Some(confined),
+            _control: control,
         })
     }
 
-    /// Its exit status if it has exited: the code, or 128 + signal number if killed.
-    pub fn try_exit(&mut self) -> Option<i32> {
+    /// How it ended, if it has: its status, and whether the kernel killed it for memory.
+    pub fn try_exit(&mut self) -> Option<Ended> {
         let status = self.child.try_wait().ok()??;
         let code = status
             .code()
@@ -76,21 +126,31 @@ impl Instance {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        Some(code)
+        Some(self.ended(code))
     }
 
-    /// Kills it (SIGKILL), reaps it and returns its exit status (137 if the kill ended it).
-    pub fn kill(mut self) -> i32 {
+    /// Kills it (SIGKILL), reaps it and returns how it ended (status 137 if the kill ended it).
+    pub fn kill(mut self) -> Ended {
         let _ = self.child.kill();
         let status = self.child.wait();
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        match status {
+        let code = match status {
             Ok(status) => status
                 .code()
                 .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
             Err(_) => 128 + libc::SIGKILL,
+        };
+        self.ended(code)
+    }
+
+    /// Once reaped: its cgroup read and removed, its user id freed.
+    fn ended(&mut self, status: i32) -> Ended {
+        let out_of_memory_mib = self.confined.take().and_then(Confined::release);
+        Ended {
+            status,
+            out_of_memory_mib,
         }
     }
 }

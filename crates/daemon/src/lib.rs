@@ -19,7 +19,7 @@
 //!   API of [`api`] on a unix socket, recovery after a crash.
 //! - [`client`]: a blocking client of that API.
 //!
-//! No `unsafe` except in `os`'s two system calls (inheriting a NIC's fd, signalling a pid).
+//! No `unsafe` except in `os`'s system calls (what a monitor inherits, signalling a pid).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -32,6 +32,7 @@ pub mod instance;
 mod locks;
 mod os;
 pub mod restart;
+pub mod sandbox;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -1,27 +1,58 @@
-//! The one place with `unsafe`: letting a monitor inherit its NIC's fd across exec,
-//! signalling a process by pid, and asking who this process is.
+//! The one place with `unsafe`: what a monitor inherits across exec (its descriptors and
+//! cgroups, nothing else), signalling a process by pid, and asking who this process is.
 #![allow(unsafe_code)]
 
+use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Clears close-on-exec on `fd` (if any) in the child only, so the monitor (and nothing else the
-/// supervisor spawns) inherits it; and ties the monitor's life to the spawning thread's: if the
-/// supervisor dies (even by SIGKILL), the kernel kills its monitors (PR_SET_PDEATHSIG), so
-/// none is ever orphaned. The signal follows the *thread* that spawned: spawn from threads that
-/// live as long as the application (the caller of `App::start`, the supervision thread).
-pub fn inherit(cmd: &mut Command, fd: Option<i32>) {
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, prctl and
-    // getppid, which are async-signal-safe, on a descriptor number the parent keeps open until
-    // after the spawn.
+/// What the monitor gets from its parent, set up in the child only, before exec:
+///
+/// - it joins the cgroups whose `cgroup.procs` files are `join` (so it never runs outside
+///   them: no window in which its guest runs unlimited);
+/// - it keeps descriptors 0-2 and `keep` (its NIC's socket and control socket), and nothing
+///   else the daemon holds: every other descriptor is made close-on-exec (close_range, or one
+///   by one on kernels before 5.11), so the exec closes it;
+/// - its life is tied to the spawning thread's: if the supervisor dies (even by SIGKILL), the
+///   kernel kills its monitors (PR_SET_PDEATHSIG), so none is ever orphaned. The signal follows
+///   the *thread* that spawned: spawn from threads that live as long as the application (the
+///   caller of `App::start`, the supervision thread).
+pub fn inherit(cmd: &mut Command, keep: &[RawFd], join: Vec<CString>) {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    keep.dedup();
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (open, write, close, close_range, fcntl, getrlimit, prctl, getpid, getppid), which are
+    // async-signal-safe, on paths prepared before the fork and descriptor numbers the parent
+    // keeps open until after the spawn; it allocates nothing.
     unsafe {
         let parent = libc::getpid();
         cmd.pre_exec(move || {
-            if let Some(fd) = fd {
+            for path in &join {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0": the writing process.
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written != 1 {
+                    return Err(error);
+                }
+            }
+            let mut from = 3;
+            for &fd in keep.iter().filter(|&&fd| fd >= 3) {
+                if fd > from {
+                    cloexec_range(from, fd - 1)?;
+                }
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                from = fd + 1;
             }
+            cloexec_range(from, RawFd::MAX)?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -32,6 +63,44 @@ pub fn inherit(cmd: &mut Command, fd: Option<i32>) {
             Ok(())
         });
     }
+}
+
+/// Makes descriptors `first..=last` close-on-exec. Async-signal-safe: for `inherit`'s child.
+///
+/// # Safety
+/// Only changes descriptor flags; call it where no other thread of this process may rely on
+/// those descriptors being inherited (a forked child before exec).
+unsafe fn cloexec_range(first: RawFd, last: RawFd) -> std::io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on a range of descriptors.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Before Linux 5.11: one by one, up to the highest descriptor this process may have.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct into `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let end = RawFd::try_from(limit.rlim_cur)
+        .unwrap_or(RawFd::MAX)
+        .min(last.saturating_add(1));
+    for fd in first..end {
+        // SAFETY: F_SETFD on any number only sets that descriptor's flags (EBADF if none).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
 }
 
 /// Sends `signal` to process `pid` (never to a group: pid 0 and values that are not a single

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::devices::block::DEFAULT_SECTOR_SIZE;
 use crate::devices::net::parse_mac;
+use crate::sandbox::Identity;
 
 pub const USAGE: &str = "\
 usage: sturdy-hvt [OPTIONS] [--] KERNEL [ARGS...]
@@ -24,6 +25,11 @@ Options:
                                fabric port offers shared-memory rings as its first message;
                                they carry the frames when the guest is on sturdy's NIC rings
   --net-mac:NAME=MAC           MAC address of network device NAME (default: random, locally administered)
+  --uid=UID                    after opening the devices, run as user UID (and group GID) with no
+  --gid=GID                    supplementary groups and no capabilities (needs root; GID defaults
+                               to UID). Without them the monitor keeps its user
+  --control=@FD                keep the inherited socket FD as the control socket of whoever
+                               started the monitor (sturdy's daemon; nothing is exchanged on it yet)
   --version                    print the version and exit
   -h, --help                   print this help and exit
 
@@ -56,6 +62,10 @@ pub struct Config {
     pub mem_size: u64,
     pub blocks: Vec<BlockArg>,
     pub nets: Vec<NetArg>,
+    /// Who to run as once the devices are open (`--uid`, `--gid`); `None`: stay.
+    pub identity: Option<Identity>,
+    /// The control socket inherited from whoever started the monitor (`--control=@FD`).
+    pub control: Option<i32>,
     /// Warnings to print (e.g. memory rounded down).
     pub warnings: Vec<String>,
 }
@@ -109,6 +119,8 @@ where
     let mut sector_sizes: Vec<(String, u64, String)> = Vec::new();
     let mut macs: Vec<(String, [u8; 6], String)> = Vec::new();
     let mut kernel = None;
+    let (mut uid, mut gid) = (None, None);
+    let mut control = None;
 
     while let Some(arg) = args.next() {
         if arg == "--" {
@@ -132,6 +144,19 @@ where
             if mem_mib == 0 {
                 return Err(CmdlineError::BadMem(v.into()));
             }
+        } else if let Some(v) = arg.strip_prefix("--uid=") {
+            uid = Some(unprivileged_id(v).map_err(|e| bad(&e))?);
+        } else if let Some(v) = arg.strip_prefix("--gid=") {
+            gid = Some(unprivileged_id(v).map_err(|e| bad(&e))?);
+        } else if let Some(v) = arg.strip_prefix("--control=") {
+            control = Some(
+                v.strip_prefix('@')
+                    .and_then(|fd| fd.parse().ok())
+                    .filter(|fd: &i32| *fd >= 0)
+                    .ok_or_else(|| {
+                        bad("expected --control=@FD with FD a file descriptor number")
+                    })?,
+            );
         } else if let Some(spec) = arg.strip_prefix("--block-sector-size:") {
             let (name, v) =
                 name_value(spec).ok_or_else(|| bad("expected --block-sector-size:NAME=N"))?;
@@ -186,6 +211,27 @@ where
     }
 
     let kernel = kernel.ok_or(CmdlineError::MissingKernel)?;
+    if let Some(fd) = control {
+        if let Some(n) = nets.iter().find(|n| n.target == NetTarget::Fd(fd)) {
+            return Err(CmdlineError::BadDevice {
+                option: format!("--control=@{fd}"),
+                reason: format!("descriptor {fd} is network device {}'s too", n.name),
+            });
+        }
+    }
+    let identity = match (uid, gid) {
+        (Some(uid), gid) => Some(Identity {
+            uid,
+            gid: gid.unwrap_or(uid),
+        }),
+        (None, Some(_)) => {
+            return Err(CmdlineError::BadDevice {
+                option: "--gid".into(),
+                reason: "given without --uid".into(),
+            })
+        }
+        (None, None) => None,
+    };
     let guest_cmdline = args.collect::<Vec<_>>().join(" ");
     if guest_cmdline.len() >= sturdy_abi::CMDLINE_SIZE {
         return Err(CmdlineError::CmdlineTooLong);
@@ -236,8 +282,21 @@ where
         mem_size,
         blocks,
         nets,
+        identity,
+        control,
         warnings,
     }))
+}
+
+/// A user or group id a monitor may become: not root (0) and not -1 (which set*id(2) reads as
+/// "unchanged").
+fn unprivileged_id(v: &str) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(0) => Err("0 is root: give an unprivileged id".into()),
+        Ok(u32::MAX) => Err("4294967295 is -1, which means \"unchanged\"".into()),
+        Ok(id) => Ok(id),
+        Err(_) => Err("expected a number".into()),
+    }
 }
 
 /// Splits `NAME=VALUE`; NAME non-empty.
@@ -335,6 +394,45 @@ mod tests {
         assert!(e.to_string().contains("multicast"), "{e}");
         assert_eq!(parse(["--help"]), Ok(Command::Help));
         assert_eq!(parse(["--version", "k"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn identity_and_control_socket() {
+        let c = run(&["--uid=70001", "--gid=70002", "--control=@4", "k"]);
+        assert_eq!(
+            c.identity,
+            Some(Identity {
+                uid: 70001,
+                gid: 70002
+            })
+        );
+        assert_eq!(c.control, Some(4));
+        let c = run(&["--uid=70001", "k"]);
+        assert_eq!(
+            c.identity,
+            Some(Identity {
+                uid: 70001,
+                gid: 70001
+            })
+        );
+        let c = run(&["k"]);
+        assert_eq!((c.identity, c.control), (None, None));
+        for (arg, why) in [
+            ("--uid=0", "root"),
+            ("--gid=4294967295", "unchanged"),
+            ("--uid=me", "a number"),
+            ("--control=4", "@FD"),
+            ("--control=@-1", "@FD"),
+        ] {
+            let e = parse([arg, "--uid=5", "k"]).unwrap_err().to_string();
+            assert!(e.starts_with(arg) && e.contains(why), "{arg}: {e}");
+        }
+        let e = parse(["--net:n=@4", "--control=@4", "k"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--control=@4: descriptor 4 is network device n's too");
+        let e = parse(["--gid=5", "k"]).unwrap_err().to_string();
+        assert_eq!(e, "--gid: given without --uid");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! halts, faults, or the monitor stops it.
 
 use kvm_bindings::kvm_userspace_memory_region;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuExit, VcpuFd, VmFd};
@@ -22,7 +23,8 @@ use crate::hypercall::{self, Devices, Next};
 use crate::loader::{self, LoadPlan};
 use crate::manifest::{DeviceKind, Manifest};
 use crate::memory::GuestMemory;
-use crate::{sandbox, VmError};
+use crate::sandbox::{self, Descriptors, Identity};
+use crate::VmError;
 
 /// How a run ended (monitor-detected errors are `Err(VmError)`, exit status 1).
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +52,11 @@ pub struct Vm {
     devices: Devices,
     mode: Mode,
     ring: Option<Rings>,
+    /// Who to become before the guest runs (`--uid`, `--gid`).
+    identity: Option<Identity>,
+    /// The control socket of whoever started the monitor (`--control`): kept open, and out of
+    /// the filter's reach until the monitor has something to say on it.
+    _control: Option<OwnedFd>,
 }
 
 /// NIC rings offered to a deprivileged guest, and the descriptors that signal across them.
@@ -87,6 +94,7 @@ impl Vm {
         };
 
         let mut devices = attach_devices(config, &mut manifest)?;
+        let control = config.control.map(take_control_socket).transpose()?;
 
         let kvm = Kvm::new().map_err(|source| VmError::Kvm {
             what: "cannot open /dev/kvm (is KVM available and are you allowed to use it?)",
@@ -152,21 +160,55 @@ impl Vm {
             devices,
             mode,
             ring,
+            identity: config.identity,
+            _control: control,
         })
+    }
+
+    /// The descriptors of the vCPU and the devices, by use (the rings' are added by `run`).
+    fn descriptors(&self) -> Descriptors {
+        let mut fds = Descriptors {
+            vcpu: self.vcpu.as_raw_fd(),
+            ..Default::default()
+        };
+        for d in self.devices.0.iter().flatten() {
+            match d {
+                Device::Block(b) => fds.blocks.push(b.raw_fd()),
+                Device::Net(n) => {
+                    fds.streams.push(n.raw_fd());
+                    fds.sockets.push(n.raw_fd());
+                }
+            }
+        }
+        fds
     }
 
     /// Drops privileges and runs the guest until it halts, faults, or is stopped.
     pub fn run(mut self) -> Result<Exit, VmError> {
+        // Before any thread starts: capabilities are per thread (see `sandbox`).
+        sandbox::drop_privileges(self.identity).map_err(VmError::Sandbox)?;
+        let mut fds = self.descriptors();
         let poll_ring = match self.ring.take() {
             Some(r) => {
                 let wake = r
                     .wake
                     .try_clone()
                     .map_err(|e| VmError::Sandbox(format!("eventfd: {e}")))?;
-                ring::spawn_io_thread(self.mem.clone(), r.area.clone(), r.ports, r.doorbell, wake)
-                    .map_err(|e| {
-                        VmError::Sandbox(format!("cannot start the NIC I/O thread: {e}"))
-                    })?;
+                fds.streams
+                    .extend([r.doorbell.as_raw_fd(), r.wake.as_raw_fd(), wake.as_raw_fd()]);
+                for p in r.ports.iter().flatten() {
+                    fds.streams.push(p.socket.as_raw_fd());
+                    fds.sockets.push(p.socket.as_raw_fd());
+                }
+                let epoll = ring::spawn_io_thread(
+                    self.mem.clone(),
+                    r.area.clone(),
+                    r.ports,
+                    r.doorbell,
+                    wake,
+                )
+                .map_err(|e| VmError::Sandbox(format!("cannot start the NIC I/O thread: {e}")))?;
+                fds.epoll = Some(epoll);
                 Some(hypercall::PollRing {
                     area: r.area,
                     wake: r.wake,
@@ -174,12 +216,13 @@ impl Vm {
             }
             None => None,
         };
+        // BLOCK_FLUSH is offered to sturdy's own (deprivileged) guests: fdatasync on their
+        // volumes' files only.
         let flush = self.mode == Mode::Deprivileged && self.devices.any_block();
-        let flush_fds: Vec<_> = match flush {
-            true => self.devices.block_fds().collect(),
-            false => Vec::new(),
-        };
-        sandbox::enter(&flush_fds).map_err(VmError::Sandbox)?;
+        if flush {
+            fds.flushes = fds.blocks.clone();
+        }
+        sandbox::enter(&fds).map_err(VmError::Sandbox)?;
         loop {
             // Copy what the exit says out of kvm_run before touching the vCPU again.
             let exit = match self.vcpu.run() {
@@ -409,6 +452,29 @@ fn attach_devices(config: &Config, manifest: &mut Manifest) -> Result<Devices, V
         )));
     }
     Ok(Devices(devices))
+}
+
+/// Takes over the inherited control socket `fd` (made close-on-exec); an error if it is not an
+/// open socket.
+fn take_control_socket(fd: i32) -> Result<OwnedFd, VmError> {
+    let bad = |why: String| VmError::Attach(format!("--control=@{fd}: {why}"));
+    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one stat struct into `st`; it fails with EBADF if `fd` is not open.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(bad(format!(
+            "file descriptor {fd} is not open in this process ({})",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(bad(format!("file descriptor {fd} is not a socket")));
+    }
+    // SAFETY: fd is open (checked above); FD_CLOEXEC changes only its flags.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the command line hands this descriptor to the monitor; nothing else in the
+    // process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Boot info at 0x10000, the manifest copy right after it, the command line after that (spec 4).

@@ -69,6 +69,10 @@ pub fn run(args: &Args, state: &Path, out: &mut dyn Write) -> Result<(), CliErro
     w("address", s.address.clone())?;
     w("image", p.image.display().to_string())?;
     w("memory", bytes(p.mem))?;
+    w(
+        "cpus",
+        sturdy_compose::units::cpus_text(p.cpus_milli) + " (its monitor's CPU quota)",
+    )?;
     w("arguments", p.args.join(" "))?;
     w(
         "provides",

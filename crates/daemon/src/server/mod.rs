@@ -168,6 +168,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let result = runtime.block_on(serve(daemon.clone(), &socket));
     let _ = std::fs::remove_file(&socket);
     daemon.stop_all();
+    crate::sandbox::Sandbox::remove_cgroups();
     let _ = std::fs::remove_file(dir.join(PID_FILE));
     log(&format!("stopped (pid {})", std::process::id()));
     result

@@ -85,15 +85,17 @@ pub(super) fn service_info(
         .collect();
     ServiceInfo {
         name: s.name.clone(),
-        state: match s.state {
-            State::Exited(code) => format!("exited ({code})"),
-            other => other.name().to_string(),
+        state: match (s.state, s.last_end.and_then(|e| e.out_of_memory_mib)) {
+            (State::Exited(_), Some(limit)) => format!("killed: out of memory (limit {limit} MiB)"),
+            (State::Exited(code), None) => format!("exited ({code})"),
+            (other, _) => other.name().to_string(),
         },
         address: sp.ipv4.to_string(),
         pid: s.pid,
         instance: s.instance,
         restarts: s.restarts,
         last_exit: s.last_exit,
+        last_end: s.last_end.map(|e| e.to_string()),
         started_at: s.started_at.map(timestamp),
         uptime_ms: s.started.map(|t| t.elapsed().as_millis() as u64),
         healthy_since: s.healthy_since.map(|t| timestamp(wall_clock(t))),

@@ -22,9 +22,10 @@ use sturdy_fabric::{
 };
 
 use crate::console::{Console, DEFAULT_CAPACITY};
-use crate::instance::Instance;
+use crate::instance::{Ended, Instance};
 use crate::locks::LockExt;
 use crate::restart::{Backoff, Decision, Tracker};
+use crate::sandbox::{self, cgroup::Limits, Sandbox};
 use crate::stats::{self, ServiceStats};
 use crate::Error;
 
@@ -159,6 +160,8 @@ pub struct ServiceStatus {
     pub restarts: u32,
     /// The last instance's exit status (128 + signal if killed).
     pub last_exit: Option<i32>,
+    /// How the last instance ended (its status, and whether it ran out of memory).
+    pub last_end: Option<Ended>,
     /// When its first instance started.
     pub first_started: Option<Instant>,
     /// When its current instance started.
@@ -202,6 +205,7 @@ struct Service {
     state: State,
     restarts: u32,
     last_exit: Option<i32>,
+    last_end: Option<Ended>,
     restart_at: Option<Instant>,
     first_started: Option<Instant>,
     started_at: Option<SystemTime>,
@@ -224,6 +228,8 @@ struct Inner {
 }
 
 struct Shared {
+    /// The application's name.
+    app: String,
     inner: Mutex<Inner>,
     fabric: Mutex<Option<FabricHandle>>,
     /// Shared with the probe threads (a probe waits for its answer without a lock).
@@ -294,13 +300,21 @@ impl Shared {
                 .map_err(|e| Error::Io(format!("attach {}: {e}", s.plan.name)))?;
             fd = Some(guest);
         }
-        let instance = Instance::spawn(&self.hvt, &s.args, fd, &s.console).map_err(|e| {
-            Error::Io(format!(
-                "spawn {} for {}: {e}",
-                self.hvt.display(),
-                s.plan.name
-            ))
-        })?;
+        let limits = Limits {
+            cpus_milli: s.plan.cpus_milli,
+            memory: sandbox::memory_limit(s.plan.mem_mib()),
+        };
+        let confined = Sandbox::shared()
+            .and_then(|sb| sb.confine(&self.app, &s.plan.name, s.generation + 1, limits))
+            .map_err(|e| Error::Io(format!("{}: {e}", s.plan.name)))?;
+        let instance =
+            Instance::spawn(&self.hvt, &s.args, fd, confined, &s.console).map_err(|e| {
+                Error::Io(format!(
+                    "spawn {} for {}: {e}",
+                    self.hvt.display(),
+                    s.plan.name
+                ))
+            })?;
         s.console.locked().push(
             "sturdy",
             &format!(
@@ -336,8 +350,10 @@ impl Shared {
     fn kill(&self, s: &mut Service) {
         if let Some(instance) = s.instance.take() {
             let pid = instance.pid;
-            let status = instance.kill();
+            let ended = instance.kill();
+            let status = ended.status;
             s.last_exit = Some(status);
+            s.last_end = Some(ended);
             s.healthy_since = None;
             self.send(Event::Exited {
                 service: s.plan.name.clone(),
@@ -559,6 +575,7 @@ impl App {
                 },
                 restarts: 0,
                 last_exit: None,
+                last_end: None,
                 restart_at: None,
                 first_started: None,
                 started_at: None,
@@ -582,6 +599,7 @@ impl App {
 
         let (wake, woken) = mpsc::channel();
         let shared = Arc::new(Shared {
+            app: plan.name.clone(),
             inner: Mutex::new(Inner {
                 services,
                 pending,
@@ -671,6 +689,7 @@ impl App {
                 instance: s.generation,
                 restarts: s.restarts,
                 last_exit: s.last_exit,
+                last_end: s.last_end,
                 first_started: s.first_started,
                 started: s.instance.as_ref().map(|i| i.started),
                 started_at: s.instance.as_ref().and(s.started_at),
@@ -881,6 +900,7 @@ mod tests {
 
     fn shared() -> Shared {
         Shared {
+            app: "test".into(),
             inner: Mutex::new(Inner {
                 services: Vec::new(),
                 pending: Vec::new(),

@@ -14,7 +14,8 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
             for (request, reply) in std::mem::take(&mut s.requests) {
                 let _ = reply.send(carry_out(shared, s, request));
             }
-            if let Some(code) = s.instance.as_mut().and_then(Instance::try_exit) {
+            if let Some(ended) = s.instance.as_mut().and_then(Instance::try_exit) {
+                let code = ended.status;
                 let (pid, ran) = s.instance.take().map_or((0, Duration::ZERO), |i| {
                     (i.pid, now.saturating_duration_since(i.started))
                 });
@@ -24,25 +25,25 @@ pub(super) fn supervise(shared: &Shared, woken: &Receiver<()>) {
                     status: code,
                 });
                 s.last_exit = Some(code);
+                s.last_end = Some(ended);
                 s.healthy_since = None;
                 let decision = s.tracker.on_exit(code, ran);
                 let note = match decision {
                     Decision::Stay => {
                         s.state = State::Exited(code);
-                        format!("exited with status {code}")
+                        ended.to_string()
                     }
                     Decision::RestartAfter(delay) => {
                         s.state = State::Restarting;
                         s.restart_at = Some(now + delay);
-                        format!("exited with status {code}; restarting in {delay:?}")
+                        format!("{ended}; restarting in {delay:?}")
                     }
                     Decision::CrashLoop(delay) => {
                         // Still retried, ever more slowly (at most every 5 minutes).
                         s.state = State::CrashLoop;
                         s.restart_at = Some(now + delay);
                         format!(
-                            "exited with status {code}; crash loop ({} restarts in a row): \
-                             next try in {delay:?}",
+                            "{ended}; crash loop ({} restarts in a row): next try in {delay:?}",
                             s.tracker.in_a_row() - 1
                         )
                     }

@@ -114,7 +114,82 @@ fn monitor_runs_under_seccomp_and_exits_1_on_sigterm() {
         Some("0000000000000000"),
         "capabilities kept: {caps}"
     );
+    assert_eq!(field(&status, "CapBnd"), "0000000000000000", "{status}");
+    assert_eq!(field(&status, "CapAmb"), "0000000000000000", "{status}");
     running.terminate().expect_status(1);
+}
+
+/// The value of `name:` in a /proc status file.
+fn field<'s>(status: &'s str, name: &str) -> &'s str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+        .trim()
+}
+
+/// `--uid`/`--gid`: a monitor started by root runs the guest as that user and group, with no
+/// supplementary groups and empty capability sets, while its block device, opened before,
+/// still works; `--control=@FD` keeps the socket given, and refuses what is not one.
+#[test]
+fn a_monitor_asked_to_drops_to_its_user_after_opening_its_devices() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test needs root (a monitor can only become another user as root)");
+    }
+    let dir = std::env::temp_dir().join(format!("sturdy-hvt-uid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    // The file stays root's, mode 0600: the monitor can only use it because it opened it
+    // before dropping.
+    std::fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let r = run_guest(
+        &[
+            "--uid=4000000001",
+            "--gid=4000000002",
+            &format!("--block:storage={}", disk.display()),
+        ],
+        "blk",
+        &[],
+    );
+    r.expect_status(0);
+
+    let mut running = spawn({
+        let mut c = hvt();
+        c.args([
+            "--uid=4000000001",
+            "--gid=4000000002",
+            "--mem=64",
+            guest("idle").to_str().unwrap(),
+        ]);
+        c
+    });
+    running.wait_for_line("ready", Duration::from_secs(20));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.pid())).unwrap();
+    for (name, want) in [
+        ("Uid", "4000000001\t4000000001\t4000000001\t4000000001"),
+        ("Gid", "4000000002\t4000000002\t4000000002\t4000000002"),
+        ("Groups", ""),
+        ("CapInh", "0000000000000000"),
+        ("CapPrm", "0000000000000000"),
+        ("CapEff", "0000000000000000"),
+        ("CapBnd", "0000000000000000"),
+        ("CapAmb", "0000000000000000"),
+        ("NoNewPrivs", "1"),
+        ("Seccomp", "2"),
+    ] {
+        assert_eq!(field(&status, name), want, "{name} in\n{status}");
+    }
+    running.terminate().expect_status(1);
+
+    let r = run(
+        &["--control=@0", guest("hello").to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    r.expect_status(1)
+        .expect_stderr("--control=@0: file descriptor 0 is not a socket");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

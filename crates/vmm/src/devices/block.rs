@@ -2,7 +2,7 @@
 //! (spec 5, spec 6), and sturdy's BLOCK_FLUSH (`sturdy_abi::hypercall::STURDY_BLOCK_FLUSH`).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use sturdy_abi::hypercall::{BlockIo, RESULT_EINVAL, RESULT_OK};
 
@@ -55,6 +55,12 @@ impl BlockDevice {
             capacity: size,
             block_size: sector_size,
         })
+    }
+
+    /// Its backing file's descriptor (the only one BLOCK_READ and BLOCK_WRITE may use, and
+    /// BLOCK_FLUSH's fdatasync).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
     }
 
     /// Checks `offset`/`len` against the capacity (spec 5: EINVAL if offset >= capacity or
@@ -127,11 +133,6 @@ impl BlockDevice {
             offset: 0,
             source,
         })
-    }
-
-    /// The backing file's descriptor (the seccomp filter allows `fdatasync` on it only).
-    pub fn raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
     }
 
     fn io_error(&self, write: bool, offset: u64, source: std::io::Error) -> VmError {

@@ -230,20 +230,20 @@ fn guest_access(handle: u64) -> impl Fn(crate::memory::GuestAccessError) -> Ring
 /// Starts the I/O thread and waits until it is set up, so that the seccomp filter installed
 /// afterwards never meets the thread's start-up system calls. `ports` are the fabric port rings
 /// of the area's NICs, in its order; `doorbell` is the guest's ioeventfd; `wake` ends the
-/// guest's POLL.
+/// guest's POLL. Returns the thread's epoll descriptor (the others are the caller's).
 pub fn spawn_io_thread(
     mem: Arc<GuestMemory>,
     area: Arc<RingArea>,
     ports: Vec<Option<FabricRings>>,
     doorbell: EventFd,
     wake: EventFd,
-) -> std::io::Result<()> {
+) -> std::io::Result<RawFd> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("sturdy-hvt-io".into())
         .spawn(move || {
             let result = IoThread::new(&area, ports, &doorbell).and_then(|mut t| {
-                let _ = ready_tx.send(Ok(()));
+                let _ = ready_tx.send(Ok(t.epoll.as_raw_fd()));
                 t.run(&mem, &area, &doorbell, &wake)
             });
             if let Err(e) = result {
@@ -254,7 +254,7 @@ pub fn spawn_io_thread(
             }
         })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(epoll)) => Ok(epoll),
         Ok(Err(e)) => Err(std::io::Error::other(e)),
         Err(_) => Err(std::io::Error::other("the I/O thread ended during set-up")),
     }
