@@ -5,6 +5,8 @@
 #    namespace: one with `appendonly yes appendfsync always` (fsync before each reply, as kv
 #    does under sturdy-hvt: its SET is compared with this one) and one without persistence (its
 #    GET is compared with kv's). All three keep their files in the same directory (same disk).
+#    With perf, also each persisting server's fdatasync calls during its SET run: per second,
+#    and requests covered by each (both group the writes of a round of their loop).
 # 2. boot to first answered request: process start to the first PONG, median of 20.
 # 3. web: `wrk -c 100 -d 10s` on the guestbook list page (web and kv on a Linux bridge).
 # Everything runs in network namespaces this script creates and deletes.
@@ -58,17 +60,39 @@ echo "kv: $(ip netns exec "$client" redis-cli -h 10.0.0.2 CONFIG GET appendfsync
   "redis-server (aof): $(ip netns exec "$client" redis-cli -h 10.1.0.2 -p 6380 CONFIG GET appendfsync | tr '\n' ' ')"
 grep -q "appendfsync always" "$work/kv.log" || { echo "kv does not flush here:" >&2; cat "$work/kv.log" >&2; exit 1; }
 
-bench() { # ADDR PORT -> "set_rps get_rps"
-  ip netns exec "$client" redis-benchmark -h "$1" -p "$2" -t set,get -c 50 -n "$n" --csv 2>/dev/null |
-    python3 -c 'import csv,sys; r={row[0]:float(row[1]) for row in csv.reader(sys.stdin) if row and row[0] in ("SET","GET")}; print(r["SET"], r["GET"])'
+# fdatasync calls of a server during its run (all of them during SET: GET writes nothing), counted
+# by perf from the kernel's syscall tracepoint, when perf is there; -1 otherwise.
+have_perf=false
+perf stat -x, -e syscalls:sys_enter_fdatasync -- true >/dev/null 2>&1 && have_perf=true
+bench() { # ADDR PORT PID -> "set_rps get_rps fdatasyncs"
+  local stat=$work/perf.stat sp=
+  rm -f "$stat"
+  if $have_perf; then
+    perf stat -x, -e syscalls:sys_enter_fdatasync -p "$3" -o "$stat" &
+    sp=$!; sleep 0.2
+  fi
+  ip netns exec "$client" redis-benchmark -h "$1" -p "$2" -t set,get -c 50 -n "$n" --csv 2>/dev/null >"$work/csv"
+  if [ -n "$sp" ]; then kill -INT "$sp"; wait "$sp" 2>/dev/null || true; fi
+  python3 - "$work/csv" "$stat" <<'PY'
+import csv, os, sys
+r = {row[0]: float(row[1]) for row in csv.reader(open(sys.argv[1])) if row and row[0] in ("SET", "GET")}
+f = -1
+if os.path.exists(sys.argv[2]):
+    for line in open(sys.argv[2]):
+        p = line.strip().split(",")
+        if len(p) > 2 and "fdatasync" in p[2] and p[0].isdigit():
+            f = int(p[0])
+print(r["SET"], r["GET"], f)
+PY
 }
 echo "== redis-benchmark -t set,get -c 50 -n $n (5 runs each, interleaved; medians) =="
 for i in 1 2 3 4 5; do
-  bench 10.0.0.2 6379 >>"$work/kv.rps"
-  bench 10.1.0.2 6380 >>"$work/aof.rps"
-  bench 10.1.0.2 6379 >>"$work/redis.rps"
+  bench 10.0.0.2 6379 "${pids[0]}" >>"$work/kv.rps"
+  bench 10.1.0.2 6380 "${pids[2]}" >>"$work/aof.rps"
+  bench 10.1.0.2 6379 "${pids[1]}" >>"$work/redis.rps"
 done
-python3 - "$work/kv.rps" "$work/aof.rps" "$work/redis.rps" <<'PY'
+echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$work/kv.rps" "$work/aof.rps" "$work/redis.rps" "$n" <<'PY'
 import statistics, sys
 def load(p):
     rows = [list(map(float, l.split())) for l in open(p) if l.strip()]
@@ -91,6 +115,17 @@ get_pairs = sorted(x[1] / y[1] for x, y in zip(k, r))
 print(f"  paired by round: SET kv/appendfsync-always median {statistics.median(set_pairs):.2f}x "
       f"({' '.join(f'{v:.2f}' for v in set_pairs)}); GET kv/no-persistence median "
       f"{statistics.median(get_pairs):.2f}x ({' '.join(f'{v:.2f}' for v in get_pairs)})")
+# Each server groups the writes of one round of its loop under one fdatasync: how many requests
+# one covered, and how many it did per second of the SET run (fsync latency = the rest).
+n = int(sys.argv[4])
+for name, runs in (("kv", k), ("redis-server appendfsync always", a)):
+    fs = [x[2] for x in runs if x[2] > 0]
+    if len(fs) == len(runs):
+        per = statistics.median(n / f for f in fs)
+        rate = statistics.median(f * x[0] / n for f, x in zip(fs, runs))
+        print(f"  SET {name}: fdatasync per second median {rate:.0f}, requests per fdatasync median {per:.1f}")
+    else:
+        print(f"  SET {name}: fdatasync not counted (needs perf with syscall tracepoints)")
 PY
 kill -9 "${pids[0]}" 2>/dev/null || true
 
