@@ -35,7 +35,7 @@ static FILE_OUT: OnceLock<Option<Mutex<File>>> = OnceLock::new();
 
 /// Starts logging: `tracing` events of level `WARN` and above (or as `STURDY_LOG` says:
 /// `error`, `warn`, `info`, `debug`, `trace`) go to the daemon's log, rate-limited, as do
-/// [`line`]s. Call once, before the daemon does anything worth logging.
+/// [`line()`]s. Call once, before the daemon does anything worth logging.
 pub fn init(state_dir: &Path) {
     FILE_OUT.get_or_init(|| open_unless_stderr(&state_dir.join(FILE)));
     let level = std::env::var("STURDY_LOG")

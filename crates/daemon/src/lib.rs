@@ -5,10 +5,11 @@
 //! - [`supervisor`]: [`App`]: volumes, fabric, gateway, start order gated by
 //!   `depends_on: service_healthy`, the supervision thread, status, logs, stop.
 //! - [`instance`]: one monitor process and its console readers.
-//! - [`restart`]: restart policies, exponential backoff, crash-loop detection (pure).
-//! - [`health`]: tcp / http probes, through the gateway on a port published for the
-//!   supervisor alone.
+//! - [`restart`]: restart policies, exponential backoff, crash loops retried ever more
+//!   slowly (pure).
+//! - health probes (tcp and http) are the gateway's: `sturdy_fabric::GatewayHandle::probe_http`.
 //! - [`console`]: the bounded per-service console that survives instances.
+//! - [`daemon_log`]: the daemon's own log, with the fabric's warnings, rate-limited.
 //!
 //! - [`stats`]: a service's CPU time, memory and fabric counters.
 //! - [`capture`]: packet capture of a service or capability as a pcap stream.

@@ -61,7 +61,7 @@ async fn echo(mut conn: TcpStream) {
     let _ = conn.close().await;
 }
 
-/// Sends `mib` MiB and reads the echo back, keeping up to [`IN_FLIGHT`] bytes unanswered so
+/// Sends `mib` MiB and reads the echo back, keeping up to `IN_FLIGHT` bytes unanswered so
 /// the pipe stays full.
 async fn bulk(mib: usize) -> Result<(), NetError> {
     const IN_FLIGHT: usize = 64 << 10;
