@@ -29,7 +29,8 @@ Options:
                                are KiB, MiB and GiB; 0: no limit). What it writes beyond is dropped,
                                and stderr says how much: 'sturdy-hvt: console: ... 3.2 MiB dropped'
   --console-burst=N            bytes the console may write at once above the rate (default 1M);
-                               after a drop, output resumes once a quarter of it has refilled
+                               after a drop, output resumes once a quarter second's rate has
+                               refilled (or the whole burst, if less)
   --version                    print the version and exit
   -h, --help                   print this help and exit
 

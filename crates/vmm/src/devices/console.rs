@@ -39,8 +39,10 @@ impl Default for Limit {
 
 /// A token bucket of bytes, with time passed in. It holds up to `burst` bytes and fills at
 /// `rate` bytes a second; what is taken is removed. Once a write finds it empty, nothing passes
-/// until a quarter of the burst has refilled: a flood shows as whole pieces of output, one per
-/// refill, instead of a trickle of fragments a few bytes long (one per hypercall).
+/// until a quarter of a second's rate has refilled (or the whole burst, if that is less): a
+/// flood shows as whole pieces of output, four a second, instead of a trickle of fragments a
+/// few bytes long (one per hypercall). Each piece follows a notice of what was dropped before
+/// it, so the last few hundred KiB of a flooded console show a few of them.
 #[derive(Debug)]
 pub struct TokenBucket {
     limit: Limit,
@@ -93,7 +95,7 @@ impl TokenBucket {
 
     /// What the bucket must hold again before output resumes after a drop.
     fn resume(&self) -> u64 {
-        (self.limit.burst / 4).max(1)
+        (self.limit.rate / 4).clamp(1, self.limit.burst)
     }
 }
 
@@ -227,20 +229,30 @@ mod tests {
     }
 
     #[test]
-    fn after_a_drop_output_resumes_once_a_quarter_of_the_burst_refilled() {
+    fn after_a_drop_output_resumes_once_a_quarter_second_of_the_rate_refilled() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(limit(1000, 4000), t0);
-        assert_eq!(b.take(t0, 5000), 4000);
-        // 999 ms: 999 bytes refilled, less than the 1000 needed: still nothing passes.
-        assert_eq!(b.take(t0 + Duration::from_millis(999), 10), 0);
-        // At 1 s the bucket holds 1000 bytes: they pass, then it drops again.
-        let t = t0 + Duration::from_secs(1);
-        assert_eq!(b.take(t, 5000), 1000);
-        assert_eq!(b.take(t + Duration::from_millis(500), 100), 0);
-        assert_eq!(b.take(t0 + Duration::from_secs(2), 100), 100);
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut b = TokenBucket::new(limit(4000, 10_000), t0);
+        assert_eq!(b.take(t0, 20_000), 10_000);
+        // 249 ms: 996 bytes refilled, less than the 1000 needed: still nothing passes.
+        assert_eq!(b.take(ms(249), 10), 0);
+        // At 250 ms the bucket holds 1000 bytes: they pass, then it drops again.
+        assert_eq!(b.take(ms(250), 5000), 1000);
+        assert_eq!(b.take(ms(400), 100), 0);
+        assert_eq!(b.take(ms(500), 100), 100);
         // A write that fits takes only what it needs; the bucket keeps the rest.
-        assert_eq!(b.take(t0 + Duration::from_secs(2), 900), 900);
-        assert_eq!(b.take(t0 + Duration::from_secs(2), 1), 0);
+        assert_eq!(b.take(ms(500), 900), 900);
+        assert_eq!(b.take(ms(500), 1), 0);
+    }
+
+    #[test]
+    fn with_a_burst_below_a_quarter_second_output_resumes_when_the_bucket_is_full() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut b = TokenBucket::new(limit(4000, 500), t0);
+        assert_eq!(b.take(t0, 1000), 500);
+        assert_eq!(b.take(ms(124), 1000), 0);
+        assert_eq!(b.take(ms(125), 1000), 500);
     }
 
     #[test]
