@@ -1,18 +1,20 @@
 //! One instance of a service: a `sturdy-hvt` process on a fabric port, its console read into
-//! the service's [`Console`].
+//! the service's [`Console`] (by the process's one console reader thread).
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::console::reader::{self, Drained};
 use crate::console::Console;
-use crate::locks::LockExt;
+
+/// How long an exit waits for the monitor's last console lines: they are read as soon as it
+/// exits, unless the console reader is stuck (on a disk that does not answer, say).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running (or exited, not yet reaped) monitor process.
 #[derive(Debug)]
@@ -22,7 +24,8 @@ pub struct Instance {
     pub pid: u32,
     /// When it was started.
     pub started: Instant,
-    readers: Vec<JoinHandle<()>>,
+    /// Tells when its stdout and stderr were read to their end.
+    console: Arc<Drained>,
 }
 
 impl Instance {
@@ -51,18 +54,22 @@ impl Instance {
         let mut child = cmd.spawn()?;
         drop(fd);
         let pid = child.id();
-        let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            readers.push(read_lines(out, "stdout", console.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            readers.push(read_lines(err, "stderr", console.clone()));
-        }
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            unreachable!("both piped above");
+        };
+        let console = match reader::read(stdout.into(), stderr.into(), console) {
+            Ok(drained) => drained,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         Ok(Instance {
             child,
             pid,
             started: Instant::now(),
-            readers,
+            console,
         })
     }
 
@@ -73,9 +80,7 @@ impl Instance {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         // The console is read to its end before the exit is reported.
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.console.wait(DRAIN_TIMEOUT);
         Some(code)
     }
 
@@ -83,9 +88,7 @@ impl Instance {
     pub fn kill(mut self) -> i32 {
         let _ = self.child.kill();
         let status = self.child.wait();
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.console.wait(DRAIN_TIMEOUT);
         match status {
             Ok(status) => status
                 .code()
@@ -93,21 +96,4 @@ impl Instance {
             Err(_) => 128 + libc::SIGKILL,
         }
     }
-}
-
-fn read_lines(
-    pipe: impl Read + Send + 'static,
-    stream: &'static str,
-    console: Arc<Mutex<Console>>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-            let line = String::from_utf8_lossy(&buf);
-            let line = line.trim_end_matches(['\n', '\r']);
-            console.locked().push(stream, line);
-            buf.clear();
-        }
-    })
 }

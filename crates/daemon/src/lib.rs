@@ -4,11 +4,12 @@
 //!
 //! - [`supervisor`]: [`App`]: volumes, fabric, gateway, start order gated by
 //!   `depends_on: service_healthy`, the supervision thread, status, logs, stop.
-//! - [`instance`]: one monitor process and its console readers.
+//! - [`instance`]: one monitor process.
 //! - [`restart`]: restart policies, exponential backoff, crash-loop detection (pure).
 //! - [`health`]: tcp / http probes, through the gateway on a port published for the
 //!   supervisor alone.
-//! - [`console`]: the bounded per-service console that survives instances.
+//! - [`console`]: the bounded per-service console that survives instances, and the one
+//!   thread that reads every monitor's output into it.
 //!
 //! - [`stats`]: a service's CPU time, memory and fabric counters.
 //! - [`capture`]: packet capture of a service or capability as a pcap stream.
