@@ -1,9 +1,15 @@
-//! Floods its console, as fast as PUTS goes: 64 KiB at a time (`abc...z` repeated), with no
-//! newline at all, or with one after every `--line=N` bytes (lines of N bytes of text). Writes
-//! `--limit=N` bytes in all (newlines included), then exits 0 without another word; without
-//! `--limit`, forever. Run it with `--solo5:quiet` to have exactly those bytes on the console.
+//! Floods its console, as fast as PUTS goes, with `abc...z` repeated: 64 KiB at a time with no
+//! newline at all, or in lines of `--line=N` bytes of text (each line starting at `a`), as many
+//! whole lines per PUTS as fit in 64 KiB. `--write=N` makes each PUTS at most N bytes
+//! (`--line=80 --write=81`: a line per PUTS, as `println!` writes). Writes `--limit=N` bytes in
+//! all (newlines included), then exits 0 without another word; without `--limit`, forever.
+//! Run it with `--solo5:quiet` to have exactly those bytes on the console.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
 
 use sturdy_rt::{console, Env};
 
@@ -27,26 +33,45 @@ const fn text() -> [u8; CHUNK] {
 
 fn main(env: &Env) -> i32 {
     let limit = test_guests::limit_option(env).unwrap_or(u64::MAX);
-    let line = env.option("line").map(|v| match v.parse::<u64>() {
-        Ok(n) if n > 0 => n,
-        _ => test_guests::fail(format_args!("--line={v}: not a positive number")),
-    });
-    let mut written = 0u64;
-    // Bytes of the current line so far.
-    let mut in_line = 0u64;
-    while written < limit {
-        if line == Some(in_line) {
-            console::write(b"\n");
-            written += 1;
-            in_line = 0;
-            continue;
+    let positive = |name| {
+        env.option(name).map(|v| match v.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => test_guests::fail(format_args!("--{name}={v}: not a positive number")),
+        })
+    };
+    let line = positive("line");
+    let write = positive("write").unwrap_or(CHUNK);
+    let chunk: Vec<u8> = match line {
+        Some(n) if n < CHUNK => {
+            let mut lines = Vec::with_capacity(CHUNK);
+            for _ in 0..CHUNK / (n + 1) {
+                lines.extend_from_slice(&TEXT[..n]);
+                lines.push(b'\n');
+            }
+            lines
         }
-        let n = (CHUNK as u64)
-            .min(limit - written)
-            .min(line.map_or(u64::MAX, |l| l - in_line));
-        console::write(&TEXT[..n as usize]);
-        written += n;
-        in_line += n;
+        _ => TEXT.to_vec(),
+    };
+    let mut written = 0u64;
+    // Bytes of the current line so far, for lines longer than a chunk.
+    let mut in_line = 0;
+    while written < limit {
+        let mut n = chunk
+            .len()
+            .min(write)
+            .min((limit - written).try_into().unwrap_or(usize::MAX));
+        if let Some(long) = line.filter(|&l| l >= CHUNK) {
+            if in_line == long {
+                console::write(b"\n");
+                written += 1;
+                in_line = 0;
+                continue;
+            }
+            n = n.min(long - in_line);
+            in_line += n;
+        }
+        console::write(&chunk[..n]);
+        written += n as u64;
     }
     0
 }
