@@ -24,6 +24,12 @@ use crate::locks::LockExt;
 const WAKE: u64 = 0;
 /// Bytes read from a pipe at once: a pipe's default capacity.
 const READ_SIZE: usize = 64 * 1024;
+/// After a round of reads, the reader waits this long before it looks again: a console written
+/// a few bytes at a time (one PUTS per line, or per byte) is read in pieces of up to that long,
+/// not with a wake-up per write. A pipe holds 64 KiB, 250 ms of the monitor's default rate.
+const ROUND: Duration = Duration::from_millis(10);
+/// Events taken from the epoll at once; a round that fills them goes on without waiting.
+const EVENTS: usize = 256;
 
 /// The streams of one monitor that are not read to their end yet.
 #[derive(Debug, Default)]
@@ -163,11 +169,11 @@ fn start() -> std::io::Result<Reader> {
 }
 
 /// The reader thread: waits for pipes with something to read (or ended), reads each once per
-/// wake-up, and takes new pipes when woken.
+/// round, takes new pipes when woken, and waits a [`ROUND`] between rounds.
 fn run(epoll: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
     let mut sources: HashMap<u64, Source> = HashMap::new();
     let mut next = WAKE + 1;
-    let mut events = vec![EpollEvent::default(); 64];
+    let mut events = vec![EpollEvent::default(); EVENTS];
     let mut buf = vec![0u8; READ_SIZE];
     loop {
         let ready = match epoll.wait(-1, &mut events) {
@@ -215,6 +221,9 @@ fn run(epoll: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
                     source.end();
                 }
             }
+        }
+        if ready < EVENTS {
+            std::thread::sleep(ROUND);
         }
     }
 }
