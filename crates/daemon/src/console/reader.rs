@@ -27,15 +27,18 @@ const READ_SIZE: usize = 64 * 1024;
 /// After a round of reads, the reader waits this long before it looks again: a console written
 /// a few bytes at a time (one PUTS per line, or per byte) is read in pieces of up to that long,
 /// not with a wake-up per write. A pipe holds 64 KiB, 250 ms of the monitor's default rate.
+/// A new pipe, or an exit waiting for its monitor's last lines, ends the wait at once.
 const ROUND: Duration = Duration::from_millis(10);
 /// Events taken from the epoll at once; a round that fills them goes on without waiting.
 const EVENTS: usize = 256;
 
 /// The streams of one monitor that are not read to their end yet.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Drained {
     open: Mutex<usize>,
     ended: Condvar,
+    /// The reader that reads them, to hurry when an exit waits.
+    reader: Arc<Reader>,
 }
 
 impl Drained {
@@ -50,6 +53,9 @@ impl Drained {
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut open = self.open.locked();
+        if *open > 0 {
+            let _ = self.reader.wake.write(1);
+        }
         while *open > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -107,6 +113,7 @@ fn text(line: &[u8]) -> String {
 }
 
 /// The reader thread's door: where to send new pipes, and how to wake it to take them.
+#[derive(Debug)]
 struct Reader {
     sources: Sender<Source>,
     wake: EventFd,
@@ -132,6 +139,7 @@ pub(crate) fn read(
     let drained = Arc::new(Drained {
         open: Mutex::new(2),
         ended: Condvar::new(),
+        reader: reader.clone(),
     });
     for (pipe, stream) in [(stdout, "stdout"), (stderr, "stderr")] {
         let source = Source {
@@ -153,24 +161,25 @@ pub(crate) fn read(
 
 /// Starts the reader thread.
 fn start() -> std::io::Result<Reader> {
-    let epoll = Epoll::new()?;
     let wake = EventFd::new(EFD_NONBLOCK)?;
-    epoll.ctl(
-        ControlOperation::Add,
-        wake.as_raw_fd(),
-        EpollEvent::new(EventSet::IN, WAKE),
-    )?;
+    // Every pipe and the wake-up; and the wake-up alone, for the pause between rounds.
+    let (epoll, pause) = (Epoll::new()?, Epoll::new()?);
+    for e in [&epoll, &pause] {
+        let event = EpollEvent::new(EventSet::IN, WAKE);
+        e.ctl(ControlOperation::Add, wake.as_raw_fd(), event)?;
+    }
     let (sources, added) = mpsc::channel();
     let woken = wake.try_clone()?;
     std::thread::Builder::new()
         .name("sturdy-consoles".into())
-        .spawn(move || run(&epoll, &woken, &added))?;
+        .spawn(move || run(&epoll, &pause, &woken, &added))?;
     Ok(Reader { sources, wake })
 }
 
 /// The reader thread: waits for pipes with something to read (or ended), reads each once per
-/// round, takes new pipes when woken, and waits a [`ROUND`] between rounds.
-fn run(epoll: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
+/// round (an ended one to its end), takes new pipes when woken, and waits a [`ROUND`] between
+/// rounds unless woken.
+fn run(epoll: &Epoll, pause: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
     let mut sources: HashMap<u64, Source> = HashMap::new();
     let mut next = WAKE + 1;
     let mut events = vec![EpollEvent::default(); EVENTS];
@@ -210,20 +219,34 @@ fn run(epoll: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
             let Some(source) = sources.get_mut(&token) else {
                 continue;
             };
-            match source.pipe.read(&mut buf) {
-                Ok(n) if n > 0 => source.feed(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {}
-                // The end, or an error that will not go away.
-                _ => {
-                    let source = sources.remove(&token).expect("found above");
-                    let fd = source.pipe.as_raw_fd();
-                    let _ = epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
-                    source.end();
+            // Hung up: nobody writes any more, so reading to the end cannot block.
+            let ended = event
+                .event_set()
+                .intersects(EventSet::HANG_UP | EventSet::ERROR);
+            loop {
+                match source.pipe.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        source.feed(&buf[..n]);
+                        if !ended {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // The end, or an error that will not go away.
+                    _ => {
+                        let source = sources.remove(&token).expect("found above");
+                        let fd = source.pipe.as_raw_fd();
+                        let _ = epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+                        source.end();
+                        break;
+                    }
                 }
             }
         }
         if ready < EVENTS {
-            std::thread::sleep(ROUND);
+            let mut woken = [EpollEvent::default()];
+            let _ = pause.wait(ROUND.as_millis() as i32, &mut woken);
         }
     }
 }
