@@ -24,11 +24,14 @@ use crate::locks::LockExt;
 const WAKE: u64 = 0;
 /// Bytes read from a pipe at once: a pipe's default capacity.
 const READ_SIZE: usize = 64 * 1024;
-/// After a round of reads, the reader waits this long before it looks again: a console written
-/// a few bytes at a time (one PUTS per line, or per byte) is read in pieces of up to that long,
-/// not with a wake-up per write. A pipe holds 64 KiB, 250 ms of the monitor's default rate.
-/// A new pipe, or an exit waiting for its monitor's last lines, ends the wait at once.
+/// Rounds of reads are at least this far apart, past a burst of [`BURST`] of them ([`Pace`]):
+/// a console written a few bytes at a time (one PUTS per line, or per byte) is read in pieces
+/// of up to that long, not with a wake-up per write, while lines now and then are read as they
+/// come. A pipe holds 64 KiB, 250 ms of the monitor's default rate. A new pipe, or an exit
+/// waiting for its monitor's last lines, ends a pause at once.
 const ROUND: Duration = Duration::from_millis(10);
+/// Rounds the reader may make back to back before it paces them.
+const BURST: u32 = 10;
 /// Events taken from the epoll at once; a round that fills them goes on without waiting.
 const EVENTS: usize = 256;
 
@@ -177,13 +180,14 @@ fn start() -> std::io::Result<Reader> {
 }
 
 /// The reader thread: waits for pipes with something to read (or ended), reads each once per
-/// round (an ended one to its end), takes new pipes when woken, and waits a [`ROUND`] between
-/// rounds unless woken.
+/// round (an ended one to its end), takes new pipes when woken, and paces its rounds ([`Pace`])
+/// unless woken.
 fn run(epoll: &Epoll, pause: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
     let mut sources: HashMap<u64, Source> = HashMap::new();
     let mut next = WAKE + 1;
     let mut events = vec![EpollEvent::default(); EVENTS];
     let mut buf = vec![0u8; READ_SIZE];
+    let mut pace = Pace::new(Instant::now());
     loop {
         let ready = match epoll.wait(-1, &mut events) {
             Ok(n) => n,
@@ -244,9 +248,46 @@ fn run(epoll: &Epoll, pause: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
                 }
             }
         }
-        if ready < EVENTS {
+        let wait = pace.after_round(Instant::now());
+        if ready < EVENTS && !wait.is_zero() {
             let mut woken = [EpollEvent::default()];
-            let _ = pause.wait(ROUND.as_millis() as i32, &mut woken);
+            let _ = pause.wait(wait.as_millis().max(1) as i32, &mut woken);
+        }
+    }
+}
+
+/// A token bucket of rounds: up to [`BURST`] back to back, one per [`ROUND`] on average.
+struct Pace {
+    /// Time banked for rounds, at most `BURST` rounds' worth; a round spends a `ROUND`.
+    credit: Duration,
+    last: Instant,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Pace {
+        Pace {
+            credit: ROUND * BURST,
+            last: now,
+        }
+    }
+
+    /// A round ended at `now`: how long to wait before the next one.
+    fn after_round(&mut self, now: Instant) -> Duration {
+        let earned = now.saturating_duration_since(self.last);
+        self.credit = (self.credit + earned).min(ROUND * BURST);
+        self.last = self.last.max(now);
+        match self.credit.checked_sub(ROUND) {
+            Some(left) => {
+                self.credit = left;
+                Duration::ZERO
+            }
+            None => {
+                // The wait pays for the next round.
+                let wait = ROUND - self.credit;
+                self.credit = Duration::ZERO;
+                self.last = now + wait;
+                wait
+            }
         }
     }
 }
@@ -255,6 +296,26 @@ fn run(epoll: &Epoll, pause: &Epoll, wake: &EventFd, added: &Receiver<Source>) {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn rounds_come_in_bursts_then_one_per_round() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0);
+        for _ in 0..BURST {
+            assert_eq!(pace.after_round(t0), Duration::ZERO);
+        }
+        assert_eq!(pace.after_round(t0), ROUND);
+        // Paused for it: the round after the pause waits again, a round later.
+        assert_eq!(pace.after_round(t0 + ROUND), ROUND);
+        // Half a round earned: the other half to wait.
+        assert_eq!(pace.after_round(t0 + ROUND * 5 / 2), ROUND / 2);
+        // Idle for long: a whole burst again, no more.
+        let later = t0 + ROUND * 1000;
+        for _ in 0..BURST {
+            assert_eq!(pace.after_round(later), Duration::ZERO);
+        }
+        assert_eq!(pace.after_round(later), ROUND);
+    }
 
     #[test]
     fn both_pipes_are_read_to_their_end_in_lines_of_at_most_max_line() {
