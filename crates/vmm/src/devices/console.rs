@@ -105,8 +105,6 @@ pub struct Console {
     bucket: Option<TokenBucket>,
     /// Bytes dropped since the last notice.
     unreported: u64,
-    /// Bytes dropped in all.
-    dropped: u64,
 }
 
 impl Console {
@@ -115,7 +113,6 @@ impl Console {
         Console {
             bucket: limit.map(|l| TokenBucket::new(l, Instant::now())),
             unreported: 0,
-            dropped: 0,
         }
     }
 
@@ -134,13 +131,7 @@ impl Console {
         // the VM runs, and passed <= len.
         unsafe { write_all(libc::STDOUT_FILENO, ptr, passed as usize) };
         self.unreported += len - passed;
-        self.dropped += len - passed;
         Ok(())
-    }
-
-    /// Bytes dropped so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
     }
 
     /// Says on stderr how many bytes were dropped since it last said so, if any: when the
@@ -168,7 +159,7 @@ fn notice(dropped: u64, limit: Limit) -> String {
 }
 
 /// `n` bytes in the largest binary unit that keeps it at least 1: `512 bytes`, `3.2 MiB`.
-pub fn human(n: u64) -> String {
+fn human(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} bytes");
