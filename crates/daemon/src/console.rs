@@ -4,7 +4,7 @@
 //! survives the supervisor: every line is appended to it, and a new console starts from its end.
 //!
 //! Every buffer a guest fills here is bounded: the monitors' output is read by one thread for
-//! all of them ([`reader`]), cut into lines of at most [`lines::MAX_LINE`] bytes ([`lines`]),
+//! all of them (`reader`), cut into lines of at most [`lines::MAX_LINE`] bytes ([`lines`]),
 //! kept up to the console's capacity and rotated on disk. (How much a guest may write at all
 //! is the monitor's console limit.)
 
