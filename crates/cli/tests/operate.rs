@@ -487,3 +487,92 @@ fn a_stopped_dependency_does_not_hold_its_dependents_after_a_daemon_crash() {
     home.wait_state("dep", "web", "healthy", Duration::from_secs(30));
     assert!(http(port, "GET", "/health", "").starts_with("HTTP/1.1 200"));
 }
+
+/// A field of /proc/`pid`/status (a number, without its unit).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A guest flooding its console (64 KiB writes, no newline, forever) beside nine quiet ones:
+/// the daemon's memory stays bounded (its peak RSS is checked all along), the consoles of all
+/// ten cost it one thread, and `logs` shows the flood cut into 4 KiB lines with what the
+/// monitor dropped.
+#[test]
+fn a_console_flood_costs_the_daemon_bounded_memory_and_no_thread_per_instance() {
+    preconditions();
+    let home = Home::new("flood");
+    let mut yaml = format!(
+        "name: flooded\nservices:\n  flood:\n    image: {}\n    mem: 16M\n",
+        guests::path("flood").display()
+    );
+    for i in 0..9 {
+        yaml += &format!(
+            "  quiet{i}:\n    image: {}\n    mem: 16M\n",
+            guests::path("idle").display()
+        );
+    }
+    let dir = home.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
+    // First an application of one instance: the daemon's threads with it.
+    let first = home.dir.join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    let idle = guests::path("idle");
+    let one = format!(
+        "name: first\nservices:\n  one:\n    image: {}\n",
+        idle.display()
+    );
+    std::fs::write(first.join("sturdy.yaml"), one).unwrap();
+    home.ok(&["up", "-d", first.to_str().unwrap()]);
+    let daemon = home.daemon_pid().expect("up started the daemon");
+    wait_for(Duration::from_secs(20), "one running monitor", || {
+        monitors_of(daemon).len() == 1
+    });
+    let threads = proc_status(daemon, "Threads");
+    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+    wait_for(Duration::from_secs(20), "eleven running monitors", || {
+        monitors_of(daemon).len() == 11
+    });
+    let added = proc_status(daemon, "Threads") - threads;
+    // The application's own threads (supervision, fabric, ...), as many as the first one's,
+    // not two console readers per instance (20 more).
+    assert!(added < 10, "{added} threads more for 10 instances");
+
+    // Five seconds of flood (the old daemon grew by gigabytes in that time), then until the
+    // console shows three notices of the monitor.
+    let flooding = Instant::now();
+    let deadline = flooding + Duration::from_secs(60);
+    let logs = loop {
+        let hwm = proc_status(daemon, "VmHWM");
+        assert!(hwm <= 64 << 10, "the daemon's peak RSS is {hwm} KiB");
+        let logs = home.ok(&["logs", "flood", "-p", "flooded"]);
+        let notices = logs.matches("sturdy-hvt: console: ... ").count();
+        if flooding.elapsed() >= Duration::from_secs(5) && notices >= 3 {
+            eprintln!("{added} threads for 10 instances; peak RSS {hwm} KiB");
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "no drops reported:\n{logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The flood's lines (not the banner, not the notices), cut wherever 4096 bytes fell.
+    let flood: Vec<&str> = logs
+        .lines()
+        .filter_map(|l| l.split_once(" | ").filter(|(s, _)| s.trim() == "flood"))
+        .map(|(_, text)| text)
+        .filter(|t| t.bytes().all(|b| b.is_ascii_lowercase()))
+        .collect();
+    assert!(flood.len() > 10, "{logs}");
+    assert!(
+        flood.iter().all(|l| l.len() == 4096),
+        "lines of {:?} bytes",
+        flood.iter().map(|l| l.len()).collect::<Vec<_>>()
+    );
+    assert!(logs.contains(" dropped ("), "{logs}");
+    home.ok(&["down", "-p", "flooded"]);
+    home.ok(&["down", "-p", "first"]);
+}

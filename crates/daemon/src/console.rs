@@ -2,6 +2,14 @@
 //! stdout and stderr (and the supervisor's own notes), each with its UTC time. It belongs to
 //! the service, so it survives its instances; with a file ([`Console::with_file`]) it also
 //! survives the supervisor: every line is appended to it, and a new console starts from its end.
+//!
+//! Every buffer a guest fills here is bounded: the monitors' output is read by one thread for
+//! all of them (`reader`), cut into lines of at most [`lines::MAX_LINE`] bytes ([`lines`]),
+//! kept up to the console's capacity and rotated on disk. (How much a guest may write at all
+//! is the monitor's console limit.)
+
+pub mod lines;
+pub(crate) mod reader;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -24,33 +32,53 @@ pub struct Console {
 }
 
 /// The file a console's lines are appended to: `NAME.log`, rotated to `NAME.log.1` when it
-/// passes its limit, so at most about twice the limit is on disk.
+/// passes its limit, so at most about twice the limit is on disk. Lines are gathered and
+/// written together ([`flush`](LogFile::flush)): one write for all the lines of one read.
 #[derive(Debug)]
 struct LogFile {
     path: PathBuf,
     file: File,
+    /// Bytes in the file.
     bytes: u64,
     limit: u64,
+    /// Lines not written yet, each with its newline.
+    pending: String,
 }
 
 impl LogFile {
-    fn write(&mut self, entry: &str) {
-        if self.bytes >= self.limit {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            let _ = std::fs::rename(&self.path, old);
-            match File::options().create(true).append(true).open(&self.path) {
-                Ok(f) => {
-                    self.file = f;
-                    self.bytes = 0;
-                }
-                // Keep appending to the renamed file rather than lose lines.
-                Err(_) => self.bytes = 0,
-            }
+    /// Adds `entry` to the lines to write, rotating the file first if they would reach its
+    /// limit.
+    fn add(&mut self, entry: &str) {
+        if self.bytes + self.pending.len() as u64 >= self.limit {
+            self.flush();
+            self.rotate();
         }
-        // A full disk must not stop the service: the line stays in memory.
-        if self.file.write_all(format!("{entry}\n").as_bytes()).is_ok() {
-            self.bytes += entry.len() as u64 + 1;
+        self.pending.push_str(entry);
+        self.pending.push('\n');
+    }
+
+    /// Writes the lines added. A full disk must not stop the service: they stay in memory.
+    fn flush(&mut self) {
+        if !self.pending.is_empty() && self.file.write_all(self.pending.as_bytes()).is_ok() {
+            self.bytes += self.pending.len() as u64;
+        }
+        self.pending.clear();
+    }
+
+    fn rotate(&mut self) {
+        if self.bytes < self.limit {
+            return;
+        }
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        let _ = std::fs::rename(&self.path, old);
+        match File::options().create(true).append(true).open(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                self.bytes = 0;
+            }
+            // Keep appending to the renamed file rather than lose lines.
+            Err(_) => self.bytes = 0,
         }
     }
 }
@@ -91,6 +119,7 @@ impl Console {
             file,
             bytes,
             limit: 4 * capacity as u64,
+            pending: String::new(),
         });
         Ok(console)
     }
@@ -103,18 +132,39 @@ impl Console {
 
     /// [`push`](Self::push) at time `at`.
     pub fn push_at(&mut self, at: SystemTime, stream: &str, line: &str) {
-        let mut entry = format!("{} {stream} {line}", timestamp(at));
-        if entry.len() > self.capacity {
-            let mut cut = self.capacity;
-            while !entry.is_char_boundary(cut) {
-                cut -= 1;
+        self.push_all_at(at, stream, [line]);
+    }
+
+    /// Adds `lines` from `stream` as [`push`](Self::push) does, all stamped with the time
+    /// now and written to the file together.
+    pub fn push_all<'a>(&mut self, stream: &str, lines: impl IntoIterator<Item = &'a str>) {
+        self.push_all_at(SystemTime::now(), stream, lines);
+    }
+
+    fn push_all_at<'a>(
+        &mut self,
+        at: SystemTime,
+        stream: &str,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) {
+        let time = timestamp(at);
+        for line in lines {
+            let mut entry = format!("{time} {stream} {line}");
+            if entry.len() > self.capacity {
+                let mut cut = self.capacity;
+                while !entry.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                entry.truncate(cut);
             }
-            entry.truncate(cut);
+            if let Some(file) = &mut self.file {
+                file.add(&entry);
+            }
+            self.keep(entry);
         }
         if let Some(file) = &mut self.file {
-            file.write(&entry);
+            file.flush();
         }
-        self.keep(entry);
     }
 
     /// Adds a whole entry (`TIME STREAM TEXT`) to the ring.
@@ -261,6 +311,33 @@ mod tests {
         let again = Console::with_file(100, &path).unwrap();
         assert!(again.lines().last().unwrap().ends_with("line 39"));
         assert!(again.bytes() <= 100);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_written_and_rotated_like_single_ones() {
+        let dir = std::env::temp_dir().join(format!("sturdy-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("web.log");
+        let mut c = Console::with_file(100, &path).unwrap();
+        let lines: Vec<String> = (0..40).map(|i| format!("line {i}")).collect();
+        c.push_all("stdout", lines.iter().map(String::as_str));
+        let rotated = dir.join("web.log.1");
+        let (now, old) = (
+            std::fs::read_to_string(&path).unwrap(),
+            std::fs::read_to_string(&rotated).unwrap(),
+        );
+        // Rotated within the batch at the limit (4 x 100 bytes); the last lines are in both
+        // the file and memory, in order.
+        assert!(old.len() <= 400 + 100 && now.len() <= 400, "{}", old.len());
+        let on_disk: Vec<&str> = old
+            .lines()
+            .chain(now.lines())
+            .map(|l| l.split_once(" stdout ").unwrap().1)
+            .collect();
+        assert!(on_disk.len() >= 10, "{on_disk:?}");
+        assert_eq!(on_disk, lines[lines.len() - on_disk.len()..]);
+        assert!(c.lines().last().unwrap().ends_with("stdout line 39"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

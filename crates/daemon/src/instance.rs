@@ -1,7 +1,7 @@
 //! One instance of a service: a `sturdy-hvt` process on a fabric port, confined to its user id
-//! and cgroup, its console read into the service's [`Console`].
+//! and cgroup, its console read into the service's [`Console`] (by the process's one console
+//! reader thread).
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -9,11 +9,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::console::reader::{self, Drained};
 use crate::console::Console;
-use crate::locks::LockExt;
 use crate::sandbox::Confined;
 
 /// How an instance ended.
@@ -34,6 +33,10 @@ impl std::fmt::Display for Ended {
     }
 }
 
+/// How long an exit waits for the monitor's last console lines: they are read as soon as it
+/// exits, unless the console reader is stuck (on a disk that does not answer, say).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A running (or exited, not yet reaped) monitor process.
 #[derive(Debug)]
 pub struct Instance {
@@ -42,11 +45,12 @@ pub struct Instance {
     pub pid: u32,
     /// When it was started.
     pub started: Instant,
-    readers: Vec<JoinHandle<()>>,
     /// Its user id and cgroup, until it is reaped.
     confined: Option<Confined>,
     /// The daemon's end of its control socket.
     _control: UnixStream,
+    /// Tells when its stdout and stderr were read to their end.
+    console: Arc<Drained>,
 }
 
 impl Instance {
@@ -99,20 +103,24 @@ impl Instance {
         drop(fd);
         drop(theirs);
         let pid = child.id();
-        let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            readers.push(read_lines(out, "stdout", console.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            readers.push(read_lines(err, "stderr", console.clone()));
-        }
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            unreachable!("both piped above");
+        };
+        let console = match reader::read(stdout.into(), stderr.into(), console) {
+            Ok(drained) => drained,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         Ok(Instance {
             child,
             pid,
             started: Instant::now(),
-            readers,
             confined: Some(confined),
             _control: control,
+            console,
         })
     }
 
@@ -123,9 +131,7 @@ impl Instance {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         // The console is read to its end before the exit is reported.
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.console.wait(DRAIN_TIMEOUT);
         Some(self.ended(code))
     }
 
@@ -133,9 +139,7 @@ impl Instance {
     pub fn kill(mut self) -> Ended {
         let _ = self.child.kill();
         let status = self.child.wait();
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.console.wait(DRAIN_TIMEOUT);
         let code = match status {
             Ok(status) => status
                 .code()
@@ -153,21 +157,4 @@ impl Instance {
             out_of_memory_mib,
         }
     }
-}
-
-fn read_lines(
-    pipe: impl Read + Send + 'static,
-    stream: &'static str,
-    console: Arc<Mutex<Console>>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-            let line = String::from_utf8_lossy(&buf);
-            let line = line.trim_end_matches(['\n', '\r']);
-            console.locked().push(stream, line);
-            buf.clear();
-        }
-    })
 }

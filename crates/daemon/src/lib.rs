@@ -4,11 +4,12 @@
 //!
 //! - [`supervisor`]: [`App`]: volumes, fabric, gateway, start order gated by
 //!   `depends_on: service_healthy`, the supervision thread, status, logs, stop.
-//! - [`instance`]: one monitor process and its console readers.
+//! - [`instance`]: one monitor process.
 //! - [`restart`]: restart policies, exponential backoff, crash loops retried ever more
 //!   slowly (pure).
 //! - health probes (tcp and http) are the gateway's: `sturdy_fabric::GatewayHandle::probe_http`.
-//! - [`console`]: the bounded per-service console that survives instances.
+//! - [`console`]: the bounded per-service console that survives instances, and the one
+//!   thread that reads every monitor's output into it.
 //! - [`daemon_log`]: the daemon's own log, with the fabric's warnings, rate-limited.
 //!
 //! - [`stats`]: a service's CPU time, memory and fabric counters.

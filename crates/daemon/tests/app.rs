@@ -449,3 +449,112 @@ fn a_restarted_service_is_probed_at_once() {
     stop_leaves_nothing(app, &running);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Application `name` of one service, `flood`, running the flood guest with `args`.
+fn flood_alone(name: &str, args: &str) -> String {
+    format!(
+        "name: {name}\n\
+         services:\n  \
+           flood:\n    \
+             image: {}\n    \
+             command: [{args}]\n",
+        guests::path("flood").display(),
+    )
+}
+
+/// Waits until `app`'s service `flood` exited, and returns its log file's lines (the rotated
+/// one first) as (stream, text), without sturdy-rt's banner.
+fn flood_log(app: &App, dir: &Path) -> Vec<(String, String)> {
+    wait_until(app, Duration::from_secs(60), "flood exited", |a| {
+        matches!(status(a, "flood").state, State::Exited(_))
+    });
+    assert_eq!(status(app, "flood").state, State::Exited(0));
+    let mut lines = Vec::new();
+    for file in ["logs/flood.log.1", "logs/flood.log"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            continue;
+        };
+        for entry in text.lines() {
+            let mut parts = entry.splitn(3, ' ');
+            let (_time, stream) = (parts.next().unwrap(), parts.next().unwrap());
+            let text = parts.next().unwrap_or("");
+            if !(stream == "stdout" && text.starts_with("sturdy-rt ")) {
+                lines.push((stream.to_string(), text.to_string()));
+            }
+        }
+    }
+    lines
+}
+
+/// A guest writing 64 MiB without a newline: the supervisor holds at most one 4 KiB line of
+/// it at a time, so its console shows lines of 4096 bytes; the monitor let through only its
+/// burst and rate, and the console says how much it dropped. Every byte is accounted for.
+#[test]
+fn a_console_flood_is_cut_into_4_kib_lines_and_its_drops_are_counted() {
+    let dir = state_dir("flood");
+    let limit = 64u64 << 20;
+    let plan = load(&dir, &flood_alone("flood", &format!("\"--limit={limit}\"")));
+    // A file large enough for everything the monitor lets through (no rotation loses any).
+    let options = sturdy_daemon::Options {
+        console_capacity: 4 << 20,
+        ..Default::default()
+    };
+    let app = App::start_with(&plan, &hvt(), &dir, options).unwrap();
+    let log = flood_log(&app, &dir);
+    let out: Vec<&str> = log
+        .iter()
+        .filter(|(s, _)| s == "stdout")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    let (last, full) = out.split_last().expect("some output");
+    assert!(
+        full.iter().all(|l| l.len() == 4096) && last.len() <= 4096,
+        "lines of {:?} bytes",
+        out.iter().map(|l| l.len()).collect::<Vec<_>>()
+    );
+    assert!(
+        out.len() >= 256,
+        "the 1 MiB burst passes: {} lines",
+        out.len()
+    );
+    let notices: Vec<u64> = log
+        .iter()
+        .filter(|(s, t)| s == "stderr" && t.starts_with("sturdy-hvt: console: ... "))
+        .map(|(_, t)| {
+            let bytes = t.split_once(" dropped (").unwrap().1;
+            bytes.split_once(' ').unwrap().0.parse().unwrap()
+        })
+        .collect();
+    assert!(!notices.is_empty(), "no drop reported: {:?}", &log[..5]);
+    let passed: usize = out.iter().map(|l| l.len()).sum();
+    assert_eq!(passed as u64 + notices.iter().sum::<u64>(), limit);
+    assert!(app
+        .logs("flood")
+        .unwrap()
+        .iter()
+        .all(|l| l.len() <= 4096 + 64));
+    app.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lines of 10,000 bytes are cut into 4096 + 4096 + 1808, nothing lost (under the monitor's
+/// burst: nothing dropped).
+#[test]
+fn long_console_lines_are_cut_at_4_kib() {
+    let dir = state_dir("longlines");
+    let plan = load(
+        &dir,
+        &flood_alone("long", "\"--line=10000\", \"--limit=500050\""),
+    );
+    let app = App::start(&plan, &hvt(), &dir).unwrap();
+    let log = flood_log(&app, &dir);
+    let lengths: Vec<usize> = log
+        .iter()
+        .filter(|(s, _)| s == "stdout")
+        .map(|(_, t)| t.len())
+        .collect();
+    assert_eq!(lengths, [4096, 4096, 1808].repeat(50));
+    assert!(log.iter().all(|(s, _)| s != "stderr"), "{log:?}");
+    app.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

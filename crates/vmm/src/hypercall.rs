@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::devices::console::Console;
 use crate::devices::ring::RingArea;
-use crate::devices::{clock, console, Device};
+use crate::devices::{clock, Device};
 use crate::memory::{Access, GuestMemory};
 use crate::VmError;
 
@@ -61,6 +62,7 @@ pub struct PollRing {
 pub fn dispatch(
     mem: &GuestMemory,
     devices: &Devices,
+    console: &mut Console,
     ring: Option<&PollRing>,
     flush: bool,
     port: u16,
@@ -82,7 +84,7 @@ pub fn dispatch(
         }
         hc::PUTS => {
             let a = read_args::<{ Puts::SIZE }>(mem, gpa)?;
-            console::puts(
+            console.puts(
                 mem,
                 sturdy_abi::get_u64(&a, Puts::OFF_DATA),
                 sturdy_abi::get_u64(&a, Puts::OFF_LEN),

@@ -15,6 +15,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::cmdline::{Config, NetTarget};
 use crate::cpu::{self, FaultFrame, Mode, FAULT_PORT};
 use crate::devices::block::BlockDevice;
+use crate::devices::console::Console;
 use crate::devices::net::{random_mac, NetDevice};
 use crate::devices::ring::{self, RingArea};
 use crate::devices::Device;
@@ -50,6 +51,7 @@ pub struct Vm {
     vcpu: VcpuFd,
     mem: Arc<GuestMemory>,
     devices: Devices,
+    console: Console,
     mode: Mode,
     ring: Option<Rings>,
     /// Who to become before the guest runs (`--uid`, `--gid`).
@@ -158,6 +160,7 @@ impl Vm {
             vcpu,
             mem: Arc::new(mem),
             devices,
+            console: Console::new(config.console),
             mode,
             ring,
             identity: config.identity,
@@ -223,6 +226,19 @@ impl Vm {
             fds.flushes = fds.blocks.clone();
         }
         sandbox::enter(&fds).map_err(VmError::Sandbox)?;
+        let exit = self.run_loop(poll_ring.as_ref(), flush);
+        // The last word on what the console dropped, however the run ended.
+        self.console.report();
+        exit
+    }
+
+    /// Runs the vCPU until the guest halts, faults, or is stopped; `flush`: the guest may
+    /// use BLOCK_FLUSH.
+    fn run_loop(
+        &mut self,
+        poll_ring: Option<&hypercall::PollRing>,
+        flush: bool,
+    ) -> Result<Exit, VmError> {
         loop {
             // Copy what the exit says out of kvm_run before touching the vCPU again.
             let exit = match self.vcpu.run() {
@@ -256,7 +272,8 @@ impl Vm {
                     match hypercall::dispatch(
                         &self.mem,
                         &self.devices,
-                        poll_ring.as_ref(),
+                        &mut self.console,
+                        poll_ring,
                         flush,
                         port,
                         data,

@@ -5,6 +5,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The monitor binary built by cargo for these tests.
@@ -42,8 +43,18 @@ pub fn run_guest(opts: &[&str], name: &str, guest_args: &[&str]) -> Result_ {
     run(&args, Duration::from_secs(60))
 }
 
-/// Waits for `child`, killing it after `timeout`.
+/// Waits for `child`, killing it after `timeout`. Its output is read meanwhile: a child whose
+/// output fills its pipe would otherwise wait for a reader forever.
 pub fn wait(mut child: Child, timeout: Duration) -> Result_ {
+    fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    }
+    let stdout = child.stdout.take().map(read_all);
+    let stderr = child.stderr.take().map(read_all);
     let start = Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {
@@ -55,7 +66,16 @@ pub fn wait(mut child: Child, timeout: Duration) -> Result_ {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Result_::from(child.wait_with_output().expect("collect output"))
+    let status = child.wait().expect("wait");
+    let collect = |r: Option<JoinHandle<Vec<u8>>>| {
+        r.map(|r| r.join().expect("read the output"))
+            .unwrap_or_default()
+    };
+    Result_::from(Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
 }
 
 /// What a run printed and how it ended.

@@ -5,6 +5,7 @@
 mod harness;
 
 mod boot;
+mod console;
 mod devices;
 mod guestbook;
 mod hostile;
