@@ -552,19 +552,17 @@ impl Reader<'_> {
                 }
                 "command" => {
                     s.command = match &v.kind {
-                        Kind::Scalar { text, .. } if !v.is_null() => split_args(text)
-                            .into_iter()
-                            .map(|a| (a.to_string(), at(v.pos, &fkey)))
-                            .collect(),
-                        _ => self.each(v, &fkey, "a list of guest arguments such as [\"--greeting=hi\"]", "a guest argument", |a| {
-                            if a.is_empty() || without_references(a).chars().any(char::is_whitespace) {
-                                Err(format!("'{a}': a guest argument cannot be empty or contain whitespace (the monitor joins arguments with spaces)"))
-                            } else if a.starts_with(sturdy_bootcfg::PREFIX) {
-                                Err(format!("'{a}': arguments starting with '{}' are the boot configuration, which sturdy writes from the plan", sturdy_bootcfg::PREFIX))
-                            } else {
-                                Ok(a.to_string())
+                        Kind::Scalar { text, .. } if !v.is_null() => {
+                            let mut args = Vec::new();
+                            for a in split_args(text) {
+                                match guest_arg(&a) {
+                                    Ok(a) => args.push((a, at(v.pos, &fkey))),
+                                    Err(e) => self.err(v.pos, &fkey, e),
+                                }
                             }
-                        }),
+                            args
+                        }
+                        _ => self.each(v, &fkey, "a list of guest arguments such as [\"--greeting=hi\"]", "a guest argument", guest_arg),
                     };
                 }
                 "ports" => s.ports = self.ports(v, &fkey),
@@ -868,6 +866,18 @@ impl Reader<'_> {
             out.push(((name, cond), at(pos, &dkey)));
         }
         out
+    }
+}
+
+/// One guest argument of `command`, checked: not empty, no whitespace outside plan references
+/// (the monitor joins arguments with spaces), not the boot configuration's.
+fn guest_arg(a: &str) -> Result<String, String> {
+    if a.is_empty() || without_references(a).chars().any(char::is_whitespace) {
+        Err(format!("'{a}': a guest argument cannot be empty or contain whitespace (the monitor joins arguments with spaces)"))
+    } else if a.starts_with(sturdy_bootcfg::PREFIX) {
+        Err(format!("'{a}': arguments starting with '{}' are the boot configuration, which sturdy writes from the plan", sturdy_bootcfg::PREFIX))
+    } else {
+        Ok(a.to_string())
     }
 }
 
