@@ -26,7 +26,7 @@ use std::path::Path;
 
 pub use check::DEFAULT_SUBNET;
 pub use error::{ComposeError, Diagnostic};
-pub use model::{Condition, Probe, Restart};
+pub use model::{keys, Condition, Probe, Restart};
 pub use plan::{
     AttachmentPlan, CapabilityPlan, DependencyPlan, EgressPlan, EndpointPlan, HealthcheckPlan,
     Plan, PublishedPlan, ServicePlan, VolumePlan, DEFAULT_MEM,

@@ -135,6 +135,9 @@ pub enum Condition {
     ServiceHealthy,
 }
 
+// The keys each mapping accepts. Every list is also in [`keys`], which
+// `crates/compose/tests/reference.rs` checks `docs/sturdy-yaml.md` against: a key added here
+// must be documented there.
 const TOP_KEYS: &[&str] = &["name", "services", "volumes", "subnet"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
@@ -170,6 +173,24 @@ const PORT_KEYS: &[&str] = &[
     "handshake_timeout",
 ];
 const DEPENDS_KEYS: &[&str] = &["condition"];
+
+/// Every key the application file accepts, as a path from the top of the file:
+/// `services.NAME.healthcheck.interval`. `NAME` and `SERVICE` stand for names the file
+/// chooses; `[]` stands for each item of a list (`services.NAME.ports[].target`).
+pub fn keys() -> Vec<String> {
+    let nested: [(&str, &[&str]); 6] = [
+        ("", TOP_KEYS),
+        ("services.NAME.", SERVICE_KEYS),
+        ("services.NAME.ports[].", PORT_KEYS),
+        ("services.NAME.healthcheck.", HEALTH_KEYS),
+        ("services.NAME.depends_on.SERVICE.", DEPENDS_KEYS),
+        ("volumes.NAME.", VOLUME_KEYS),
+    ];
+    nested
+        .iter()
+        .flat_map(|(prefix, keys)| keys.iter().map(move |k| format!("{prefix}{k}")))
+        .collect()
+}
 
 /// Hints for keys people bring from Docker Compose.
 fn compose_hint(key: &str) -> Option<&'static str> {
