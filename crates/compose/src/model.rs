@@ -1,4 +1,4 @@
-//! The application file's model (DESIGN.md section 2), read from the positioned YAML tree.
+//! The application file's model (`docs/sturdy-yaml.md`), read from the positioned YAML tree.
 //!
 //! Reading checks the shape of every value (known keys, types, the small value languages of
 //! [`units`](crate::units)); cross-references (capabilities, volumes, dependencies, published
