@@ -51,7 +51,8 @@ pub struct BootInfo {
     pub cmdline: u64,
     /// Guest address of the manifest copy.
     pub mft: u64,
-    /// Bit 0: shared-memory net ring offered.
+    /// What the monitor offers: bit 0 upstream's net ring (sturdy-hvt never sets it), bit 30
+    /// sturdy's BLOCK_FLUSH, bit 31 sturdy's NIC rings (`hypercall`, `ring`).
     pub host_features: u32,
     /// Written 0 by the monitor.
     pub guest_features: u32,
