@@ -3,7 +3,7 @@
 //! A guest binary is linked with `-Tsturdy-rt.ld` (or `-Tsturdy-rt-privileged.ld`); the linker
 //! looks for the script in the link search path, to which this adds OUT_DIR. The privileged
 //! script is the same layout without the sturdy note's program header (`note_sturdy`): a PT_NOTE
-//! cannot be optional, and an empty one makes the file invalid (spec 1.1).
+//! cannot be optional, and an empty one makes the file invalid (docs/hvt-abi.md, Notes).
 
 use std::{env, fs, path::PathBuf};
 

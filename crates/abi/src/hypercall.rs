@@ -1,5 +1,5 @@
-//! Hypercalls (spec 5): the guest executes `out dx, eax` with `dx = PIO_BASE + nr` and `eax` the
-//! 32-bit guest address of the argument struct below.
+//! Hypercalls (docs/hvt-abi.md, Hypercalls): the guest executes `out dx, eax` with
+//! `dx = PIO_BASE + nr` and `eax` the 32-bit guest address of the argument struct below.
 
 /// Port of hypercall number 0; hypercall `nr` uses port `PIO_BASE + nr`.
 pub const PIO_BASE: u16 = 0x500;
@@ -34,10 +34,10 @@ pub const RESULT_AGAIN: i32 = 1;
 pub const RESULT_EINVAL: i32 = 2;
 pub const RESULT_EUNSPEC: i32 = 3;
 
-/// Largest cookie a HALT may point to (spec 5).
+/// Largest cookie a HALT may point to (docs/hvt-abi.md, Hypercalls).
 pub const HALT_COOKIE_MAX: usize = 512;
 
-/// Exit status of a guest abort or a CPU exception (spec 6).
+/// Exit status of a guest abort or a CPU exception (docs/hvt-abi.md, Monitor command line).
 pub const EXIT_ABORT: u8 = 255;
 
 /// WALLTIME: `u64 nsecs` (out).

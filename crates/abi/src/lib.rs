@@ -2,7 +2,8 @@
 //!
 //! This crate is the contract between the monitor (`vmm`, `sturdy-hvt`) and guests built with the
 //! guest SDK (`guest/rt`). It has no dependencies and is `no_std` so both sides can use it.
-//! Section numbers refer to `shared/spec/solo5-hvt-abi.md`; sturdy's additions are described in
+//! `docs/hvt-abi.md` describes the ABI; comments cite its sections by name ("docs/hvt-abi.md,
+//! Hypercalls"). sturdy's additions are described in
 //! `docs/sturdy-note.md` and in [`sturdy_note`].
 //!
 //! Every struct here is `#[repr(C)]` with the exact upstream layout (checked at compile time
@@ -16,25 +17,27 @@ pub mod note;
 pub mod ring;
 pub mod sturdy_note;
 
-/// The ABI version an hvt monitor requires (spec 1.1).
+/// The ABI version an hvt monitor requires (docs/hvt-abi.md, Notes).
 pub const HVT_ABI_VERSION: u32 = 2;
 
-/// Lowest guest address a kernel may be loaded at (spec 1.2).
+/// Lowest guest address a kernel may be loaded at (docs/hvt-abi.md, Loading).
 pub const KERNEL_BASE: u64 = 0x10_0000;
 
-/// Guest physical address of [`BootInfo`] (spec 4).
+/// Guest physical address of [`BootInfo`] (docs/hvt-abi.md, Boot information).
 pub const BOOT_INFO_BASE: u64 = 0x1_0000;
 
-/// Maximum length of the guest command line including its terminating NUL (spec 4).
+/// Maximum length of the guest command line including its terminating NUL (docs/hvt-abi.md, Boot
+/// information).
 pub const CMDLINE_SIZE: usize = 8192;
 
-/// Default guest memory in MiB (spec 3).
+/// Default guest memory in MiB (docs/hvt-abi.md, Memory and CPU).
 pub const DEFAULT_MEM_MIB: u64 = 512;
 
-/// Largest guest memory a monitor accepts, in bytes (spec 3).
+/// Largest guest memory a monitor accepts, in bytes (docs/hvt-abi.md, Memory and CPU).
 pub const MAX_MEM_SIZE: u64 = 4 << 30;
 
-/// `struct hvt_boot_info` (spec 4), at [`BOOT_INFO_BASE`] in guest memory, pointed to by RDI.
+/// `struct hvt_boot_info` (docs/hvt-abi.md, Boot information), at [`BOOT_INFO_BASE`] in guest
+/// memory, pointed to by RDI.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BootInfo {
@@ -48,7 +51,8 @@ pub struct BootInfo {
     pub cmdline: u64,
     /// Guest address of the manifest copy.
     pub mft: u64,
-    /// Bit 0: shared-memory net ring offered.
+    /// What the monitor offers: bit 0 upstream's net ring (sturdy-hvt never sets it), bit 30
+    /// sturdy's BLOCK_FLUSH, bit 31 sturdy's NIC rings (`hypercall`, `ring`).
     pub host_features: u32,
     /// Written 0 by the monitor.
     pub guest_features: u32,

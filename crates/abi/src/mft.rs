@@ -1,5 +1,6 @@
-//! The manifest, `struct mft` (spec 2): the devices a unikernel declares, carried in the MFT1
-//! note. The monitor validates the note, fills in its own copy and places it in guest memory.
+//! The manifest, `struct mft` (docs/hvt-abi.md, Manifest): the devices a unikernel declares,
+//! carried in the MFT1 note. The monitor validates the note, fills in its own copy and places it in
+//! guest memory.
 
 /// `struct mft` version.
 pub const MFT_VERSION: u32 = 1;

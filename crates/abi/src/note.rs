@@ -1,5 +1,5 @@
-//! ELF notes (spec 1.1): the ABI1 and MFT1 notes of the Solo5 ABI, and the generic layout a guest
-//! uses to declare a note from Rust with `#[link_section]`.
+//! ELF notes (docs/hvt-abi.md, Notes): the ABI1 and MFT1 notes of the Solo5 ABI, and the generic
+//! layout a guest uses to declare a note from Rust with `#[link_section]`.
 
 use crate::mft::Mft;
 

@@ -1,6 +1,6 @@
 //! sturdy's shared-memory NIC rings, version 1: the fast path for network frames between a
-//! deprivileged sturdy-rt guest and `sturdy-hvt`, without one VM exit per frame (DESIGN.md
-//! section 5; spec section 8: an exit costs tens of microseconds, an ioeventfd doorbell a few).
+//! deprivileged sturdy-rt guest and `sturdy-hvt`, without one VM exit per frame (an exit costs
+//! tens of microseconds on PVM hosts, an ioeventfd doorbell a few: `docs/hvt-abi.md`, PVM hosts).
 //!
 //! Offered only to deprivileged guests, and signalled by [`HOST_FEATURE_STURDY_RING`] in
 //! `boot_info.host_features` (bit 0 stays upstream's own ring, whose format differs, so an

@@ -1,4 +1,4 @@
-//! `sturdy`: runs applications made of unikernels on KVM (DESIGN.md section 4).
+//! `sturdy`: runs applications made of unikernels on KVM (`docs/architecture.md`).
 //!
 //! A thin binary: [`cli`] declares the verbs and their flags (clap derive, help written as doc
 //! comments), each verb lives in one file under [`cmd`], and [`error`] turns a failure into what

@@ -1,4 +1,4 @@
-//! The sturdy application file (`sturdy.yaml`, DESIGN.md section 2): parsing with positions,
+//! The sturdy application file (`sturdy.yaml`, `docs/sturdy-yaml.md`): parsing with positions,
 //! validation with errors that name the file, line, column and key, and the [`Plan`]:
 //! addresses, the capability graph, start order and each guest's arguments.
 //!
@@ -26,7 +26,7 @@ use std::path::Path;
 
 pub use check::DEFAULT_SUBNET;
 pub use error::{ComposeError, Diagnostic};
-pub use model::{Condition, Probe, Restart};
+pub use model::{keys, Condition, Probe, Restart};
 pub use plan::{
     AttachmentPlan, CapabilityPlan, DependencyPlan, EgressPlan, EndpointPlan, HealthcheckPlan,
     Plan, PublishedPlan, ServicePlan, VolumePlan, DEFAULT_MEM,

@@ -1,4 +1,4 @@
-//! The application file's model (DESIGN.md section 2), read from the positioned YAML tree.
+//! The application file's model (`docs/sturdy-yaml.md`), read from the positioned YAML tree.
 //!
 //! Reading checks the shape of every value (known keys, types, the small value languages of
 //! [`units`](crate::units)); cross-references (capabilities, volumes, dependencies, published
@@ -135,6 +135,9 @@ pub enum Condition {
     ServiceHealthy,
 }
 
+// The keys each mapping accepts. Every list is also in [`keys`], which
+// `crates/compose/tests/reference.rs` checks `docs/sturdy-yaml.md` against: a key added here
+// must be documented there.
 const TOP_KEYS: &[&str] = &["name", "services", "volumes", "subnet"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
@@ -170,6 +173,24 @@ const PORT_KEYS: &[&str] = &[
     "handshake_timeout",
 ];
 const DEPENDS_KEYS: &[&str] = &["condition"];
+
+/// Every key the application file accepts, as a path from the top of the file:
+/// `services.NAME.healthcheck.interval`. `NAME` and `SERVICE` stand for names the file
+/// chooses; `[]` stands for each item of a list (`services.NAME.ports[].target`).
+pub fn keys() -> Vec<String> {
+    let nested: [(&str, &[&str]); 6] = [
+        ("", TOP_KEYS),
+        ("services.NAME.", SERVICE_KEYS),
+        ("services.NAME.ports[].", PORT_KEYS),
+        ("services.NAME.healthcheck.", HEALTH_KEYS),
+        ("services.NAME.depends_on.SERVICE.", DEPENDS_KEYS),
+        ("volumes.NAME.", VOLUME_KEYS),
+    ];
+    nested
+        .iter()
+        .flat_map(|(prefix, keys)| keys.iter().map(move |k| format!("{prefix}{k}")))
+        .collect()
+}
 
 /// Hints for keys people bring from Docker Compose.
 fn compose_hint(key: &str) -> Option<&'static str> {
@@ -552,19 +573,17 @@ impl Reader<'_> {
                 }
                 "command" => {
                     s.command = match &v.kind {
-                        Kind::Scalar { text, .. } if !v.is_null() => split_args(text)
-                            .into_iter()
-                            .map(|a| (a.to_string(), at(v.pos, &fkey)))
-                            .collect(),
-                        _ => self.each(v, &fkey, "a list of guest arguments such as [\"--greeting=hi\"]", "a guest argument", |a| {
-                            if a.is_empty() || without_references(a).chars().any(char::is_whitespace) {
-                                Err(format!("'{a}': a guest argument cannot be empty or contain whitespace (the monitor joins arguments with spaces)"))
-                            } else if a.starts_with(sturdy_bootcfg::PREFIX) {
-                                Err(format!("'{a}': arguments starting with '{}' are the boot configuration, which sturdy writes from the plan", sturdy_bootcfg::PREFIX))
-                            } else {
-                                Ok(a.to_string())
+                        Kind::Scalar { text, .. } if !v.is_null() => {
+                            let mut args = Vec::new();
+                            for a in split_args(text) {
+                                match guest_arg(&a) {
+                                    Ok(a) => args.push((a, at(v.pos, &fkey))),
+                                    Err(e) => self.err(v.pos, &fkey, e),
+                                }
                             }
-                        }),
+                            args
+                        }
+                        _ => self.each(v, &fkey, "a list of guest arguments such as [\"--greeting=hi\"]", "a guest argument", guest_arg),
                     };
                 }
                 "ports" => s.ports = self.ports(v, &fkey),
@@ -868,6 +887,18 @@ impl Reader<'_> {
             out.push(((name, cond), at(pos, &dkey)));
         }
         out
+    }
+}
+
+/// One guest argument of `command`, checked: not empty, no whitespace outside plan references
+/// (the monitor joins arguments with spaces), not the boot configuration's.
+fn guest_arg(a: &str) -> Result<String, String> {
+    if a.is_empty() || without_references(a).chars().any(char::is_whitespace) {
+        Err(format!("'{a}': a guest argument cannot be empty or contain whitespace (the monitor joins arguments with spaces)"))
+    } else if a.starts_with(sturdy_bootcfg::PREFIX) {
+        Err(format!("'{a}': arguments starting with '{}' are the boot configuration, which sturdy writes from the plan", sturdy_bootcfg::PREFIX))
+    } else {
+        Ok(a.to_string())
     }
 }
 

@@ -1,4 +1,4 @@
-//! sturdy's supervisor, as a library (DESIGN.md section 4): runs an application (a
+//! sturdy's supervisor, as a library (`docs/architecture.md`, Processes): runs an application (a
 //! [`sturdy_compose::Plan`]) as one `sturdy-hvt` process per service on the application's
 //! fabric, with its gateway publishing ports.
 //!

@@ -1,4 +1,4 @@
-//! The gateway: the fabric's door to the host (DESIGN.md section 3, ingress and egress).
+//! The gateway: the fabric's door to the host, for ingress and egress (`docs/fabric.md`).
 //!
 //! The gateway is a port of the fabric ([`PortId::GATEWAY`]) with the plan's gateway address
 //! and MAC, behind which runs a TCP/IP stack (smoltcp, the one the guests run). Its frames go

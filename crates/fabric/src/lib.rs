@@ -1,5 +1,5 @@
 //! sturdy's fabric: the virtual network of one application, where the composition is the
-//! network (DESIGN.md section 3).
+//! network (`docs/fabric.md`, `docs/architecture.md`).
 //!
 //! One port per guest NIC; the port a frame arrives on is its sender's identity. Default deny:
 //! a frame is forwarded only along a capability of the plan (consumer -> provider endpoint) or

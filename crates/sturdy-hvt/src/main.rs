@@ -1,5 +1,6 @@
 //! `sturdy-hvt`: run a Solo5 hvt unikernel on KVM. A drop-in replacement for upstream
-//! `solo5-hvt` (same command line and exit statuses, spec 6); everything is in the `vmm` crate.
+//! `solo5-hvt` (same command line and exit statuses, docs/hvt-abi.md, Monitor command line);
+//! everything is in the `vmm` crate.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,5 @@
-//! The monitor's command line, compatible with upstream `solo5-hvt` (spec 6).
+//! The monitor's command line, compatible with upstream `solo5-hvt` (docs/hvt-abi.md, Monitor
+//! command line).
 //!
 //! Parsing only checks what was typed (no syscalls); opening files and interfaces happens when
 //! the VM is built, against the unikernel's manifest.
@@ -63,7 +64,7 @@ pub enum Command {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Config {
     pub kernel: PathBuf,
-    /// The guest command line: ARGS joined with single spaces (spec 4).
+    /// The guest command line: ARGS joined with single spaces (docs/hvt-abi.md, Boot information).
     pub guest_cmdline: String,
     /// Guest memory in bytes, a multiple of 2 MiB.
     pub mem_size: u64,

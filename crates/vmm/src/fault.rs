@@ -5,7 +5,8 @@ use std::fmt;
 
 use crate::cpu::FaultFrame;
 
-/// A CPU exception in a deprivileged guest. The monitor exits with status 255 (spec 6).
+/// A CPU exception in a deprivileged guest. The monitor exits with status 255 (docs/hvt-abi.md,
+/// Monitor command line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestFault {
     pub frame: FaultFrame,

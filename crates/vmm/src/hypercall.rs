@@ -1,6 +1,6 @@
-//! Hypercall dispatch (spec 5): a 4-byte `out` to port 0x500 + nr whose value is the guest
-//! address of the argument struct. Arguments are copied out of guest memory through the checked
-//! door, decoded at fixed offsets, and results written back the same way.
+//! Hypercall dispatch (docs/hvt-abi.md, Hypercalls): a 4-byte `out` to port 0x500 + nr whose value
+//! is the guest address of the argument struct. Arguments are copied out of guest memory through
+//! the checked door, decoded at fixed offsets, and results written back the same way.
 
 use sturdy_abi::hypercall::{self as hc, BlockFlush, BlockIo, Halt, NetIo, Poll, Puts, Walltime};
 
@@ -58,7 +58,8 @@ pub struct PollRing {
 }
 
 /// Handles one `out` exit: `port` and the bytes written. `flush`: whether the guest was offered
-/// sturdy's BLOCK_FLUSH; to others its port is as invalid as any port outside spec 5.
+/// sturdy's BLOCK_FLUSH; to others its port is as invalid as any port outside Solo5's
+/// (docs/hvt-abi.md, Hypercalls).
 pub fn dispatch(
     mem: &GuestMemory,
     devices: &Devices,
@@ -154,7 +155,8 @@ fn read_args<const N: usize>(mem: &GuestMemory, gpa: u64) -> Result<[u8; N], VmE
     Ok(a)
 }
 
-/// POLL: wait for a readable NIC or the timeout (spec 5). This is how a guest idles.
+/// POLL: wait for a readable NIC or the timeout (docs/hvt-abi.md, Hypercalls). This is how a guest
+/// idles.
 fn poll(
     mem: &GuestMemory,
     devices: &Devices,

@@ -1,5 +1,5 @@
 //! The sturdy monitor: loads a Solo5 hvt unikernel, sets up guest memory and the vCPU on KVM,
-//! and serves the guest's hypercalls (see `shared/spec/solo5-hvt-abi.md`).
+//! and serves the guest's hypercalls (`docs/hvt-abi.md`).
 //!
 //! Start-up order, fixed and readable (as in Solo5's `hvt_main.c`), in [`vm::Vm::build`]:
 //! command line -> ELF and manifest -> guest memory -> kernel image -> devices -> boot info ->

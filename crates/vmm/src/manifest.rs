@@ -1,10 +1,11 @@
-//! The manifest, `struct mft` (spec 2): the devices a unikernel declares in its MFT1 note, the
-//! capability list the monitor attaches host resources against, and the copy the guest receives.
+//! The manifest, `struct mft` (docs/hvt-abi.md, Manifest): the devices a unikernel declares in its
+//! MFT1 note, the capability list the monitor attaches host resources against, and the copy the
+//! guest receives.
 //!
-//! The note is untrusted: [`Manifest::parse`] applies every rule of spec 2 (plus the device-name
-//! and uniqueness rules the command line relies on) before anything is used. Entries are kept
-//! as the 104 bytes the executable declared; [`Manifest::encode`] fills in what the monitor
-//! attached and nothing else.
+//! The note is untrusted: [`Manifest::parse`] applies every rule of docs/hvt-abi.md, Manifest (plus
+//! the device-name and uniqueness rules the command line relies on) before anything is used.
+//! Entries are kept as the 104 bytes the executable declared; [`Manifest::encode`] fills in what
+//! the monitor attached and nothing else.
 
 use sturdy_abi::mft::{
     mft_size, MftEntry, MFT_DEV_BLOCK_BASIC, MFT_DEV_NET_BASIC, MFT_HEADER_SIZE, MFT_MAX_ENTRIES,
@@ -23,7 +24,8 @@ pub enum DeviceKind {
     Other(u32),
 }
 
-/// A device the unikernel declares; the monitor must attach every one of them (spec 2).
+/// A device the unikernel declares; the monitor must attach every one of them (docs/hvt-abi.md,
+/// Manifest).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
     /// Index in `e[]`, what the guest passes in hypercalls; the first user device is 1.
@@ -82,9 +84,10 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Validates `desc`, the usable MFT1 descriptor (spec 1.1: after its 4 bytes of padding).
+    /// Validates `desc`, the usable MFT1 descriptor (docs/hvt-abi.md, Notes: after its 4 bytes of
+    /// padding).
     pub fn parse(desc: &[u8]) -> Result<Manifest, ManifestError> {
-        // spec 2 "Validation of the (untrusted) note", in its order.
+        // docs/hvt-abi.md, Manifest: the note's rules, checked in upstream's order.
         let size = desc.len();
         if size < MFT_HEADER_SIZE {
             return Err(ManifestError::TooSmall { size });
@@ -208,7 +211,7 @@ impl Manifest {
     }
 
     /// The first declared device not attached yet: the monitor must refuse to start the guest
-    /// ("Device 'NAME' of type TYPE declared but not attached.", spec 2).
+    /// ("Device 'NAME' of type TYPE declared but not attached.", docs/hvt-abi.md, Manifest).
     pub fn first_unattached(&self) -> Option<&Device> {
         self.devices.iter().find(|d| !self.is_attached(d.handle))
     }
@@ -221,10 +224,10 @@ impl Manifest {
             .is_some_and(Option::is_some)
     }
 
-    /// The whole `struct mft` as the guest must see it (spec 2): the declared entries, with
-    /// `attached = 1` and the `u` union filled for attached devices. `b` is monitor-private
-    /// and sturdy keeps nothing there: it is 0 in every device entry, so no host file
-    /// descriptor ever reaches the guest. Reserved entries are passed on unchanged.
+    /// The whole `struct mft` as the guest must see it (docs/hvt-abi.md, Manifest): the declared
+    /// entries, with `attached = 1` and the `u` union filled for attached devices. `b` is
+    /// monitor-private and sturdy keeps nothing there: it is 0 in every device entry, so no host
+    /// file descriptor ever reaches the guest. Reserved entries are passed on unchanged.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(mft_size(self.entries.len()));
         out.extend_from_slice(&MFT_VERSION.to_le_bytes());
@@ -248,7 +251,7 @@ fn entry_type(e: &RawEntry) -> u32 {
     get_u32(e, MftEntry::OFF_TYPE)
 }
 
-/// The name of user entry `index`: `[A-Za-z0-9]{1,67}` up to its NUL (spec 2).
+/// The name of user entry `index`: `[A-Za-z0-9]{1,67}` up to its NUL (docs/hvt-abi.md, Manifest).
 fn device_name(index: usize, e: &RawEntry) -> Result<String, ManifestError> {
     let field = &e[MftEntry::OFF_NAME..MftEntry::OFF_NAME + MFT_NAME_MAX];
     let len = field.iter().position(|&c| c == 0).unwrap_or(MFT_NAME_MAX);

@@ -55,7 +55,8 @@ pub struct GuestMemory {
 
 impl GuestMemory {
     /// Maps `size` bytes of fresh guest memory. Anonymous private memory with MAP_NORESERVE
-    /// (vm-memory's default) costs host RSS only for pages the guest touches (spec 8, Memory).
+    /// (vm-memory's default) costs host RSS only for pages the guest touches (docs/hvt-abi.md, PVM
+    /// hosts).
     pub fn new(size: u64) -> Result<Self, MemoryError> {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
             .map_err(|source| MemoryError::Map { size, source })?;
@@ -91,7 +92,8 @@ impl GuestMemory {
     }
 
     /// The one door: checks that `[gpa, gpa + len)` is guest memory the guest may hand the
-    /// monitor for `access` (spec 5: "Every guest pointer and length is checked").
+    /// monitor for `access` (docs/hvt-abi.md, Hypercalls: every guest address and length is
+    /// checked).
     pub fn check(&self, gpa: u64, len: u64, access: Access) -> Result<(), GuestAccessError> {
         let err = GuestAccessError { gpa, len };
         let end = gpa.checked_add(len).ok_or(err.clone())?;
@@ -198,8 +200,9 @@ impl GuestMemory {
             .map_err(|_| GuestAccessError { gpa, len: 4 })
     }
 
-    /// Makes the host mapping of `[start, end)` read-only (spec 1.2 rule 7), so that neither the
-    /// guest (through KVM) nor a monitor bug can write there. Page-aligned ranges only.
+    /// Makes the host mapping of `[start, end)` read-only (docs/hvt-abi.md, Loading, rule 7), so
+    /// that neither the guest (through KVM) nor a monitor bug can write there. Page-aligned ranges
+    /// only.
     pub fn protect_read_only(&self, start: u64, end: u64) -> Result<(), MemoryError> {
         assert!(
             start.is_multiple_of(4096)

@@ -13,7 +13,7 @@
 //!    descriptors it may use ([`Descriptors`]), as Solo5 pins pwrite to the block file. Nothing
 //!    can be opened any more.
 //!
-//! Also the SIGINT/SIGTERM handling of spec 6 (exit status 1).
+//! Also the SIGINT/SIGTERM handling of docs/hvt-abi.md, Monitor command line (exit status 1).
 
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
@@ -71,7 +71,8 @@ const KVM_GET_VCPU_EVENTS: u64 = kvm_ioctl(
     std::mem::size_of::<kvm_bindings::kvm_vcpu_events>(),
 );
 
-/// Exits with status 1 on SIGINT and SIGTERM (spec 6), from any point of the run.
+/// Exits with status 1 on SIGINT and SIGTERM (docs/hvt-abi.md, Monitor command line), from any
+/// point of the run.
 pub fn exit_on_signals() {
     extern "C" fn on_signal(_sig: libc::c_int) {
         const MSG: &[u8] = b"sturdy-hvt: exiting on signal\n";

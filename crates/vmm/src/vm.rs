@@ -30,7 +30,7 @@ use crate::VmError;
 /// How a run ended (monitor-detected errors are `Err(VmError)`, exit status 1).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// HALT with this status (spec 5: `exit_status & 0xff`).
+    /// HALT with this status (docs/hvt-abi.md, Hypercalls: `exit_status & 0xff`).
     Halt(u8),
     /// A CPU exception in a deprivileged guest: exit status 255.
     Fault(GuestFault),
@@ -117,7 +117,8 @@ impl Vm {
         unsafe { vm.set_user_memory_region(region) }
             .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
 
-        // Kernel image (spec 1.2 rules 6 and 7): copy, then protect non-writable segments.
+        // Kernel image (docs/hvt-abi.md, Loading, rules 6 and 7): copy, then protect non-writable
+        // segments.
         for s in &segments {
             let bytes = &image[s.file_offset as usize..(s.file_offset + s.filesz) as usize];
             mem.setup_write(s.vaddr, bytes)?;
@@ -143,7 +144,8 @@ impl Vm {
             Mode::Upstream => None,
         };
 
-        // sturdy's BLOCK_FLUSH, for its own guests (upstream ones keep spec 5 as it is).
+        // sturdy's BLOCK_FLUSH, for its own guests (upstream ones keep Solo5's hypercalls only:
+        // docs/hvt-abi.md, Hypercalls).
         if mode == Mode::Deprivileged && devices.any_block() {
             boot_info.host_features |= HOST_FEATURE_BLOCK_FLUSH;
         }
@@ -243,7 +245,7 @@ impl Vm {
             // Copy what the exit says out of kvm_run before touching the vCPU again.
             let exit = match self.vcpu.run() {
                 Ok(VcpuExit::IoOut(port, data)) => {
-                    // Only a single 4-byte `out` can be a hypercall (spec 5).
+                    // Only a single 4-byte `out` can be a hypercall (docs/hvt-abi.md, Hypercalls).
                     Event::Out(port, <[u8; 4]>::try_from(data).ok())
                 }
                 Ok(VcpuExit::IoIn(port, _)) => Event::Stop(VmError::InvalidPort { port }),
@@ -403,7 +405,7 @@ fn setup_rings(
 
 /// Opens every device given on the command line, checks it against the manifest (a module
 /// refuses a host resource the guest did not declare), and requires every declared device to be
-/// attached (spec 2).
+/// attached (docs/hvt-abi.md, Manifest).
 fn attach_devices(config: &Config, manifest: &mut Manifest) -> Result<Devices, VmError> {
     let declared = |m: &Manifest| {
         let names: Vec<String> = m.devices().iter().map(|d| d.name.clone()).collect();
@@ -494,7 +496,8 @@ fn take_control_socket(fd: i32) -> Result<OwnedFd, VmError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Boot info at 0x10000, the manifest copy right after it, the command line after that (spec 4).
+/// Boot info at 0x10000, the manifest copy right after it, the command line after that
+/// (docs/hvt-abi.md, Boot information).
 fn write_boot_info(
     mem: &GuestMemory,
     manifest: &Manifest,

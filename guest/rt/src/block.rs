@@ -1,6 +1,6 @@
 //! Block devices (manifest type BLOCK_BASIC): whole, aligned blocks read and written
-//! synchronously with the BLOCK_READ and BLOCK_WRITE hypercalls (spec 5), and made durable with
-//! sturdy's BLOCK_FLUSH where the monitor offers it.
+//! synchronously with the BLOCK_READ and BLOCK_WRITE hypercalls (docs/hvt-abi.md, Hypercalls), and
+//! made durable with sturdy's BLOCK_FLUSH where the monitor offers it.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -85,9 +85,9 @@ impl Block {
     /// Writes `buf`, one or more whole blocks, from the block at byte `offset` on, with one
     /// hypercall (one exit to the monitor instead of one per block). Solo5's guest library
     /// issues single blocks only, but monitors check just that the range lies inside the
-    /// device (spec 5: `sturdy-hvt`, and upstream `solo5-hvt` alike). The blocks may reach the
-    /// backing file in any order; until a [`flush`](Block::flush), as with single writes, a
-    /// host crash may keep any of them.
+    /// device (docs/hvt-abi.md, Hypercalls: `sturdy-hvt`, and upstream `solo5-hvt` alike). The
+    /// blocks may reach the backing file in any order; until a [`flush`](Block::flush), as with
+    /// single writes, a host crash may keep any of them.
     pub fn write_blocks(&self, offset: u64, buf: &[u8]) -> Result<(), Error> {
         let whole = !buf.is_empty() && (buf.len() as u64).is_multiple_of(self.block_size);
         let inside = offset

@@ -1,4 +1,5 @@
-//! Boot: from the monitor's jump to `_start` to the application's `main` (spec 3, 4).
+//! Boot: from the monitor's jump to `_start` to the application's `main` (docs/hvt-abi.md, Memory
+//! and CPU, Boot information).
 //!
 //! The monitor enters `_start` with RDI = address of `hvt_boot_info` and RSP just below the top
 //! of guest memory. `_start` aligns the stack and calls [`entry`], which starts the clock, reads
@@ -34,8 +35,8 @@ unsafe extern "C" fn _start() -> ! {
 }
 
 extern "C" fn entry(boot_info: *const BootInfo) -> ! {
-    // SAFETY: the monitor passes the address of `hvt_boot_info` (spec 3), an aligned, read-only
-    // struct that stays valid and unchanged for the whole run.
+    // SAFETY: the monitor passes the address of `hvt_boot_info` (docs/hvt-abi.md, Memory and CPU),
+    // an aligned, read-only struct that stays valid and unchanged for the whole run.
     let boot_info = unsafe { &*boot_info };
     if boot_info.cpu_cycle_freq == 0 {
         fatal("the monitor reports a TSC frequency of 0");
@@ -64,8 +65,8 @@ extern "C" fn entry(boot_info: *const BootInfo) -> ! {
 }
 
 /// The command line: NUL-terminated at `boot_info.cmdline`, at most [`CMDLINE_SIZE`] bytes with
-/// the NUL (spec 4). It is the host's argv, so it may not be UTF-8: then only the part before
-/// the first invalid byte is used.
+/// the NUL (docs/hvt-abi.md, Boot information). It is the host's argv, so it may not be UTF-8: then
+/// only the part before the first invalid byte is used.
 fn cmdline(boot_info: &BootInfo) -> Result<&'static str, &'static str> {
     let start = boot_info.cmdline;
     let limit = boot_info

@@ -1,4 +1,5 @@
-//! The console: text written to the monitor's standard output with the PUTS hypercall (spec 5).
+//! The console: text written to the monitor's standard output with the PUTS hypercall
+//! (docs/hvt-abi.md, Hypercalls).
 //!
 //! [`print!`](crate::print) and [`println!`](crate::println) are for the guest's own output and
 //! always print. The log macros ([`error!`](crate::error), [`warn!`](crate::warn),
@@ -6,8 +7,9 @@
 //! command line with a leading `--solo5:quiet|error|warn|info|debug` option (default: info;
 //! `quiet` is the same as `error`), like Solo5's own messages.
 //!
-//! Every hypercall is an exit to the monitor, which is expensive (spec 8), so formatted output is
-//! gathered in a buffer on the stack and written with one hypercall per line in the common case.
+//! Every hypercall is an exit to the monitor, which is expensive (docs/hvt-abi.md, PVM hosts), so
+//! formatted output is gathered in a buffer on the stack and written with one hypercall per line in
+//! the common case.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -80,7 +82,8 @@ impl Buffered {
     }
 
     /// Writes `n` in base `radix` (2 to 16) without `core::fmt`, whose precompiled integer
-    /// formatting uses SSE: this also works at CPL 0 on PVM hosts, where SSE faults (spec 8).
+    /// formatting uses SSE: this also works at CPL 0 on PVM hosts, where SSE faults
+    /// (docs/hvt-abi.md, PVM hosts).
     pub(crate) fn write_u64(&mut self, n: u64, radix: u64) {
         let mut scale = 1;
         while n / scale >= radix {

@@ -13,7 +13,7 @@ pub struct Env {
 impl Env {
     /// The arguments given after the kernel on the monitor's command line, without the leading
     /// `--solo5:` options and the `--sturdy.` boot configuration sturdy-rt consumed. The monitor joins them with single spaces and
-    /// does no quoting (spec 4), so an argument never contains a space.
+    /// does no quoting (docs/hvt-abi.md, Boot information), so an argument never contains a space.
     pub fn args(&self) -> impl Iterator<Item = &'static str> {
         // The boot configuration (`--sturdy.*`, docs/bootcfg.md) is the SDK's, not the app's.
         self.cmdline
@@ -42,8 +42,8 @@ impl Env {
         self.raw_cmdline
     }
 
-    /// The monitor's boot information (spec 4): memory size, end of the loaded image, TSC
-    /// frequency and where the command line and manifest are.
+    /// The monitor's boot information (docs/hvt-abi.md, Boot information): memory size, end of the
+    /// loaded image, TSC frequency and where the command line and manifest are.
     pub fn boot_info(&self) -> &'static BootInfo {
         self.boot_info
     }

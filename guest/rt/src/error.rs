@@ -11,7 +11,8 @@ pub enum Error {
     NoSuchDevice,
     /// The device exists but is of another type (block vs network).
     WrongDeviceType,
-    /// The monitor did not attach the device (monitors refuse to start in that case, spec 2).
+    /// The monitor did not attach the device (monitors refuse to start in that case,
+    /// docs/hvt-abi.md, Manifest).
     NotAttached,
     /// Refused by the SDK before reaching the monitor: a block request that is not one whole,
     /// aligned block inside the device, or a frame or buffer of the wrong size.

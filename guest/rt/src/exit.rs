@@ -1,4 +1,5 @@
-//! Ending the run: [`exit`], [`abort`] and the panic handler, all through HALT (spec 5).
+//! Ending the run: [`exit`], [`abort`] and the panic handler, all through HALT (docs/hvt-abi.md,
+//! Hypercalls).
 
 use core::panic::PanicInfo;
 
@@ -11,7 +12,8 @@ pub fn exit(status: i32) -> ! {
     hypercall::halt(status)
 }
 
-/// Ends the run with status 255, the status of a guest abort (spec 6).
+/// Ends the run with status 255, the status of a guest abort (docs/hvt-abi.md, Monitor command
+/// line).
 pub fn abort() -> ! {
     exit(i32::from(EXIT_ABORT))
 }

@@ -2,10 +2,10 @@
 //!
 //! The heap is the guest memory between the end of the loaded image and the stack: from
 //! `boot_info.kernel_end` up to [`STACK_SIZE`] below `boot_info.mem_size`, where the stack
-//! starts (spec 3, 4). `kernel_end` is the aligned end of the last loaded segment (spec 1.2);
-//! sturdy-rt.ld puts .bss in the same segment as .data, after it, and keeps .data non-empty, so
-//! `kernel_end` is past .bss. The memory is claimed on the first allocation, so guests that never
-//! allocate never run the allocator.
+//! starts (docs/hvt-abi.md, Memory and CPU, Boot information). `kernel_end` is the aligned end of
+//! the last loaded segment (docs/hvt-abi.md, Loading); sturdy-rt.ld puts .bss in the same segment
+//! as .data, after it, and keeps .data non-empty, so `kernel_end` is past .bss. The memory is
+//! claimed on the first allocation, so guests that never allocate never run the allocator.
 //!
 //! The allocator is [talc](https://docs.rs/talc), behind a lock that only detects re-entrance
 //! (there is one vCPU and nothing preempts it). Running out of memory is reported, with the

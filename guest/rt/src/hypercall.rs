@@ -1,5 +1,6 @@
-//! Hypercalls (spec 5): `out dx, eax` with `dx = 0x500 + nr` and `eax` the 32-bit guest address
-//! of a `#[repr(C)]` argument struct, which the monitor reads and writes in place.
+//! Hypercalls (docs/hvt-abi.md, Hypercalls): `out dx, eax` with `dx = 0x500 + nr` and `eax` the
+//! 32-bit guest address of a `#[repr(C)]` argument struct, which the monitor reads and writes in
+//! place.
 //!
 //! Applications use [`Block`](crate::Block), [`Net`](crate::Net) and the other safe APIs. The
 //! functions here issue one hypercall each without the SDK's own checks, which is what tests of
@@ -29,8 +30,8 @@ pub unsafe fn out(port: u16, value: u32) {
 
 /// Issues hypercall `nr` with the argument struct at `arg`.
 ///
-/// Panics if `arg` is not a 32-bit address (guest memory is below 4 GiB, spec 3, so a stack or
-/// static struct always is).
+/// Panics if `arg` is not a 32-bit address (guest memory is below 4 GiB, docs/hvt-abi.md, Memory
+/// and CPU, so a stack or static struct always is).
 ///
 /// # Safety
 ///

@@ -21,7 +21,7 @@
 //! ```
 //!
 //! The same image runs on sturdy-hvt and on upstream solo5-hvt. It follows the hvt ABI
-//! (`shared/spec/solo5-hvt-abi.md`, cited below as "spec N").
+//! (`docs/hvt-abi.md` in the repository, whose sections are cited by name below).
 //!
 //! # Network applications
 //!
@@ -66,9 +66,9 @@
 //! by the monitor.
 //!
 //! `sturdy_rt::main!(main, privileged)` leaves the note out, for a guest that runs at CPL 0 as
-//! upstream guests do. On PVM hosts CPL 0 code is emulated and SSE instructions fail (spec 8);
-//! sturdy-rt's boot path avoids them, but `core`'s number formatting uses them, so such a guest
-//! should print with [`console::write`] rather than formatting numbers.
+//! upstream guests do. On PVM hosts CPL 0 code is emulated and SSE instructions fail
+//! (docs/hvt-abi.md, PVM hosts); sturdy-rt's boot path avoids them, but `core`'s number formatting
+//! uses them, so such a guest should print with [`console::write`] rather than formatting numbers.
 //!
 //! # Building a guest
 //!
@@ -134,8 +134,8 @@ pub use time::Instant;
 /// where `R` is an exit status (`i32`), `()`, or a `Result` (see [`Termination`]).
 ///
 /// sturdy-rt calls it once boot is done and halts with the status it returns. The macro also
-/// emits the notes every guest needs: Solo5's ABI1 note (spec 1.1) and, unless the guest is
-/// declared `privileged`, sturdy's note with `FLAG_DEPRIVILEGED`.
+/// emits the notes every guest needs: Solo5's ABI1 note (docs/hvt-abi.md, Notes) and, unless the
+/// guest is declared `privileged`, sturdy's note with `FLAG_DEPRIVILEGED`.
 ///
 /// `sturdy_rt::main!(main, privileged)` omits sturdy's note: the guest runs at CPL 0 like an
 /// upstream guest, and must be linked with `-Tsturdy-rt-privileged.ld`.
@@ -183,7 +183,7 @@ macro_rules! main_async {
     };
 }
 
-/// Declares the devices the guest uses, as its Solo5 manifest (spec 2):
+/// Declares the devices the guest uses, as its Solo5 manifest (docs/hvt-abi.md, Manifest):
 /// `sturdy_rt::manifest!(block "storage", net "service")`.
 ///
 /// Every guest needs exactly one manifest; one with no devices is `sturdy_rt::manifest!()`.

@@ -1,6 +1,6 @@
-//! The monitor's copy of the manifest (spec 2), at `hvt_boot_info.mft`: the devices the guest
-//! declared, each attached and described (capacity and block size, or MAC address and MTU).
-//! A device's handle is its index in the manifest.
+//! The monitor's copy of the manifest (docs/hvt-abi.md, Manifest), at `hvt_boot_info.mft`: the
+//! devices the guest declared, each attached and described (capacity and block size, or MAC address
+//! and MTU). A device's handle is its index in the manifest.
 
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
@@ -54,13 +54,13 @@ fn entries() -> &'static [MftEntry] {
     }
     // SAFETY: `init` checked that `COUNT` entries at `ptr` lie in guest memory, are aligned and
     // hold valid `bool`s; the monitor never changes the copy, and the guest cannot (it is
-    // read-only to the guest, spec 3).
+    // read-only to the guest, docs/hvt-abi.md, Memory and CPU).
     unsafe { core::slice::from_raw_parts(ptr, COUNT.load(Ordering::Relaxed)) }
 }
 
 /// The attached device `name` of type `type_`, and its handle.
 pub(crate) fn open(name: &str, type_: u32) -> Result<(u64, &'static MftEntry), Error> {
-    // Entry 0 is the reserved first entry, whose name is empty (spec 2).
+    // Entry 0 is the reserved first entry, whose name is empty (docs/hvt-abi.md, Manifest).
     let (handle, entry) = entries()
         .iter()
         .enumerate()

@@ -1,6 +1,7 @@
 //! Network devices (manifest type NET_BASIC): raw Ethernet frames. Under sturdy-hvt they move
 //! through shared-memory rings ([`ring`](crate::ring)) without an exit per frame; elsewhere one
-//! NET_READ or NET_WRITE hypercall per frame (spec 5). Wait for frames with [`poll`](crate::poll).
+//! NET_READ or NET_WRITE hypercall per frame (docs/hvt-abi.md, Hypercalls). Wait for frames with
+//! [`poll`](crate::poll).
 
 use core::fmt;
 

@@ -1,6 +1,6 @@
-//! Waiting: the POLL hypercall (spec 5) is how a guest idles. It blocks in the monitor until a
-//! network device has a frame or the timeout passes. With NIC rings, frames already queued are
-//! seen without an exit, and the monitor's I/O thread ends the POLL when it queues one.
+//! Waiting: the POLL hypercall (docs/hvt-abi.md, Hypercalls) is how a guest idles. It blocks in the
+//! monitor until a network device has a frame or the timeout passes. With NIC rings, frames already
+//! queued are seen without an exit, and the monitor's I/O thread ends the POLL when it queues one.
 
 use core::time::Duration;
 

@@ -5,7 +5,7 @@
 //!
 //! Nothing here allocates or formats: a guest that never uses the heap or the network runs
 //! exactly the instructions it did before, which matters for privileged guests on PVM hosts,
-//! where SSE instructions fault at CPL 0 (spec 8).
+//! where SSE instructions fault at CPL 0 (docs/hvt-abi.md, PVM hosts).
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};

@@ -1,7 +1,8 @@
 //! Clocks: monotonic time from the CPU's time-stamp counter, wall-clock time from the monitor.
 //!
-//! The monitor tells the guest the TSC frequency (`hvt_boot_info.cpu_cycle_freq`, spec 4), so
-//! monotonic time costs an `rdtsc` and no exit; the wall clock costs a WALLTIME hypercall.
+//! The monitor tells the guest the TSC frequency (`hvt_boot_info.cpu_cycle_freq`, docs/hvt-abi.md,
+//! Boot information), so monotonic time costs an `rdtsc` and no exit; the wall clock costs a
+//! WALLTIME hypercall.
 
 use core::arch::asm;
 use core::ops::{Add, Sub};

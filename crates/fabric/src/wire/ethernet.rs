@@ -1,5 +1,5 @@
 //! Ethernet II frames (IEEE 802.3 with an EtherType; no FCS: a port carries frames without it,
-//! as a TAP device and Solo5's NET_WRITE do, spec/solo5-hvt-abi.md section 5).
+//! as a TAP device and Solo5's NET_WRITE do, docs/hvt-abi.md, Hypercalls).
 
 use std::fmt;
 use std::str::FromStr;

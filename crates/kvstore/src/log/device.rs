@@ -3,7 +3,8 @@
 use core::fmt;
 
 /// A device of `blocks()` blocks of `block_size()` bytes, read and written one whole block at a
-/// time: the shape of a Solo5 block device (spec 5), whose guest side implements this trait.
+/// time: the shape of a Solo5 block device (docs/hvt-abi.md, Hypercalls), whose guest side
+/// implements this trait.
 ///
 /// Durability is the device's to define through [`flush`](BlockDevice::flush): a write that
 /// returned `Ok` may still be lost by a crash of the machine, together with any other write

@@ -1,9 +1,9 @@
 //! Guest CPU state and the memory structures the CPU needs: page tables, GDT, and in deprivileged
 //! mode the monitor-owned IDT, TSS and fault stubs.
 //!
-//! Two modes (DESIGN.md section 5):
-//! - [`Mode::Upstream`]: exactly the layout of spec section 3; the guest runs at CPL 0 and owns
-//!   everything, as under upstream solo5-hvt.
+//! Two modes (`docs/sturdy-note.md`):
+//! - [`Mode::Upstream`]: exactly the layout of `docs/hvt-abi.md`, Memory and CPU; the guest runs
+//!   at CPL 0 and owns everything, as under upstream solo5-hvt.
 //! - [`Mode::Deprivileged`]: for guests carrying sturdy's note. The guest runs at CPL 3; page
 //!   tables, GDT, IDT, TSS and fault stubs live in supervisor-only or unmapped pages, text is
 //!   read-only, data is non-executable (NX), page zero is unmapped. CPU exceptions enter small
@@ -23,7 +23,7 @@ pub use tables::{FaultFrame, FAULT_PORT, FAULT_STACK};
 /// How the guest is run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// CPL 0, upstream layout (spec 3).
+    /// CPL 0, upstream layout (docs/hvt-abi.md, Memory and CPU).
     Upstream,
     /// CPL 3 under monitor-owned tables (sturdy note, FLAG_DEPRIVILEGED).
     Deprivileged,
@@ -34,7 +34,8 @@ pub enum Mode {
 /// `boot_info.mem_size` end below it.
 pub const RESERVED_TAIL: u64 = 2 << 20;
 
-/// End of the low area holding monitor structures (spec 3: GDT at 0x1000 ... 0xffff).
+/// End of the low area holding monitor structures (docs/hvt-abi.md, Memory and CPU: the GDT at
+/// 0x1000 to 0xffff).
 pub const LOW_MONITOR_END: u64 = 0x1_0000;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +106,8 @@ pub fn setup_memory(
     }
 }
 
-/// Sets the vCPU's CPUID, special and general registers for entry at `entry` (spec 3).
+/// Sets the vCPU's CPUID, special and general registers for entry at `entry` (docs/hvt-abi.md,
+/// Memory and CPU).
 pub fn setup_vcpu(
     kvm: &Kvm,
     vcpu: &VcpuFd,

@@ -1,5 +1,5 @@
-//! Identity-mapped 4-level page tables (spec 3 for the upstream layout; DESIGN.md section 5 for
-//! the deprivileged one).
+//! Identity-mapped 4-level page tables (`docs/hvt-abi.md`, Memory and CPU, for the upstream
+//! layout; `docs/sturdy-note.md` for the deprivileged one).
 
 use crate::loader::Segment;
 use crate::memory::{GuestAccessError, GuestMemory};

@@ -12,9 +12,10 @@
 //! 0xe000-0xefff fault stack (RSP0 = IST1 = 0xf000)      supervisor RW, NX
 //! 0xf000        unused                                  not present
 //! ```
-//! Spec 8 (PVM): CPL-3 port I/O is allowed only by the TSS I/O bitmap, so the bitmap opens the
-//! hypercall range. The whole 0x500-0x5ff range is open so that a wrong hypercall port reaches
-//! the monitor and gets spec 5's "Invalid guest port access" instead of a #GP.
+//! On PVM hosts CPL-3 port I/O is allowed only by the TSS I/O bitmap (`docs/hvt-abi.md`, PVM
+//! hosts), so the bitmap opens the hypercall range. The whole 0x500-0x5ff range is open so that a
+//! wrong hypercall port reaches the monitor and gets "Invalid guest port access"
+//! (`docs/hvt-abi.md`, Hypercalls) instead of a #GP.
 
 use super::paging::flags;
 use crate::memory::{GuestAccessError, GuestMemory};

@@ -1,5 +1,6 @@
 //! Block devices: `--block:NAME=PATH`, `--block-sector-size:NAME=N`, BLOCK_READ, BLOCK_WRITE
-//! (spec 5, spec 6), and sturdy's BLOCK_FLUSH (`sturdy_abi::hypercall::STURDY_BLOCK_FLUSH`).
+//! (docs/hvt-abi.md, Hypercalls, Monitor command line), and sturdy's BLOCK_FLUSH
+//! (`sturdy_abi::hypercall::STURDY_BLOCK_FLUSH`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -10,7 +11,7 @@ use super::DeviceError;
 use crate::memory::{Access, GuestMemory};
 use crate::VmError;
 
-/// Default sector size (spec 6).
+/// Default sector size (docs/hvt-abi.md, Monitor command line).
 pub const DEFAULT_SECTOR_SIZE: u64 = 512;
 
 pub struct BlockDevice {
@@ -63,8 +64,8 @@ impl BlockDevice {
         self.file.as_raw_fd()
     }
 
-    /// Checks `offset`/`len` against the capacity (spec 5: EINVAL if offset >= capacity or
-    /// offset + len overflows or exceeds it).
+    /// Checks `offset`/`len` against the capacity (docs/hvt-abi.md, Hypercalls: EINVAL if offset >=
+    /// capacity or offset + len overflows or exceeds it).
     fn in_range(&self, offset: u64, len: u64) -> bool {
         offset < self.capacity
             && offset
@@ -124,8 +125,9 @@ impl BlockDevice {
     }
 
     /// BLOCK_FLUSH: `fdatasync` of the backing file, so that every write that returned before
-    /// is on the host's storage. A failure is fatal (as a failed write is, spec 5): the kernel
-    /// may have dropped the dirty pages, and a guest told "done" would acknowledge lost data.
+    /// is on the host's storage. A failure is fatal (as a failed write is, docs/hvt-abi.md,
+    /// Hypercalls): the kernel may have dropped the dirty pages, and a guest told "done" would
+    /// acknowledge lost data.
     pub fn flush(&self) -> Result<(), VmError> {
         self.file.sync_data().map_err(|source| VmError::BlockIo {
             name: self.name.clone(),

@@ -1,5 +1,5 @@
-//! WALLTIME (spec 5). Monotonic time needs no hypercall: guests read the TSC, whose frequency is in
-//! the boot info.
+//! WALLTIME (docs/hvt-abi.md, Hypercalls). Monotonic time needs no hypercall: guests read the TSC,
+//! whose frequency is in the boot info.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

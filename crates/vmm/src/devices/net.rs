@@ -1,6 +1,7 @@
 //! Network devices: `--net:NAME=IFACE` (a TAP interface), `--net:NAME=@FD` (an inherited file
 //! descriptor, e.g. one end of a SOCK_SEQPACKET socketpair: one message = one Ethernet frame),
-//! `--net-mac:NAME=MAC`; NET_WRITE and NET_READ (spec 5, spec 6).
+//! `--net-mac:NAME=MAC`; NET_WRITE and NET_READ (docs/hvt-abi.md, Hypercalls, Monitor command
+//! line).
 //!
 //! A descriptor from sturdy's fabric carries, as its first message, an offer of shared-memory
 //! rings (`sturdy_port_ring`). It is taken here, whatever the guest: the NIC I/O thread serves
@@ -17,9 +18,9 @@ use super::DeviceError;
 use crate::memory::{Access, GuestMemory};
 use crate::VmError;
 
-/// MTU of a NIC attached by file descriptor (spec 6).
+/// MTU of a NIC attached by file descriptor (docs/hvt-abi.md, Monitor command line).
 pub const DEFAULT_FD_MTU: u16 = 1500;
-/// Ethernet header without FCS: a frame is at most mtu + 14 bytes (spec 5).
+/// Ethernet header without FCS: a frame is at most mtu + 14 bytes (docs/hvt-abi.md, Hypercalls).
 pub const ETHERNET_HEADER: u64 = 14;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -185,7 +186,7 @@ impl NetDevice {
     }
 }
 
-/// A random locally administered unicast MAC (spec 6).
+/// A random locally administered unicast MAC (docs/hvt-abi.md, Monitor command line).
 pub fn random_mac() -> [u8; 6] {
     let mut mac = [0u8; 6];
     // SAFETY: getrandom writes at most 6 bytes into `mac`.

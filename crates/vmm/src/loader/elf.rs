@@ -1,5 +1,6 @@
-//! The ELF64 file header and program header table of an hvt executable (spec 1), read by hand
-//! from untrusted bytes: every offset and size is checked against the file before it is used.
+//! The ELF64 file header and program header table of an hvt executable (docs/hvt-abi.md, The
+//! executable), read by hand from untrusted bytes: every offset and size is checked against the
+//! file before it is used.
 
 use sturdy_abi::{get_u16, get_u32, get_u64};
 
@@ -37,8 +38,8 @@ pub struct Phdr {
     pub p_align: u64,
 }
 
-/// An ELF file whose header passed the checks of spec 1 and whose program header table lies
-/// entirely inside the file.
+/// An ELF file whose header passed the checks of docs/hvt-abi.md (The executable) and whose program
+/// header table lies entirely inside the file.
 pub struct Elf<'a> {
     pub bytes: &'a [u8],
     pub entry: u64,
@@ -66,7 +67,7 @@ fn invalid(reason: String) -> LoadError {
 }
 
 impl<'a> Elf<'a> {
-    /// Checks the file header (spec 1) and reads the program header table.
+    /// Checks the file header (docs/hvt-abi.md, The executable) and reads the program header table.
     pub fn parse(bytes: &'a [u8]) -> Result<Elf<'a>, LoadError> {
         if !bytes.starts_with(b"\x7fELF") {
             return Err(invalid("not an ELF file".into()));
@@ -89,7 +90,7 @@ impl<'a> Elf<'a> {
                 h[5]
             )));
         }
-        // OSABI (h[7]) is deliberately not checked (spec 1).
+        // OSABI (h[7]) is deliberately not checked (docs/hvt-abi.md, The executable).
         let e_version = get_u32(h, 20);
         if e_version != EV_CURRENT {
             return Err(invalid(format!("unsupported ELF version {e_version}")));

@@ -46,7 +46,7 @@ pub const MFT1: usize = 7;
 pub const STURDY: usize = 8;
 
 /// `kernel_end` of [`Image::hvt`]: the aligned end of .data (.bss has no file contents, so it is
-/// not a processed segment: spec 1.2).
+/// not a processed segment: docs/hvt-abi.md, Loading).
 pub const HVT_KERNEL_END: u64 = 0x10_3000;
 pub const MIB: u64 = 1 << 20;
 

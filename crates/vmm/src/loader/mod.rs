@@ -1,6 +1,7 @@
-//! The ELF loader's plan: validates an untrusted hvt executable exactly as spec sections 1 and 2
-//! say, and describes what to copy where. Pure: no I/O, no KVM, no guest memory; the monitor
-//! carries out the [`LoadPlan`] (spec 1.2 rules 6 and 7).
+//! The ELF loader's plan: validates an untrusted hvt executable exactly as docs/hvt-abi.md (The
+//! executable, Notes, Loading, Manifest) says, and describes what to copy where. Pure: no I/O, no
+//! KVM, no guest memory; the monitor carries out the [`LoadPlan`] (docs/hvt-abi.md, Loading, rules
+//! 6 and 7).
 //!
 //! Order of checks, upstream's (so a file with several defects is refused for the same one): the
 //! ELF header and program header table (`elf`); the ABI1 note, the MFT1 note and its manifest,
@@ -23,7 +24,7 @@ use sturdy_abi::KERNEL_BASE;
 use crate::manifest::{Manifest, ManifestError};
 use elf::{Elf, Phdr, PF_R, PF_W, PF_X, PT_LOAD};
 
-/// Guest page size: segment bounds must be multiples of it (spec 1.2 rule 4).
+/// Guest page size: segment bounds must be multiples of it (docs/hvt-abi.md, Loading, rule 4).
 const PAGE_SIZE: u64 = 0x1000;
 
 /// A validated executable: everything the monitor needs to load and start it.
@@ -41,7 +42,7 @@ pub struct LoadPlan {
     pub sturdy: Option<SturdyInfo>,
 }
 
-/// A PT_LOAD segment that passed spec 1.2 rules 1 to 5.
+/// A PT_LOAD segment that passed docs/hvt-abi.md, Loading, rules 1 to 5.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub vaddr: u64,
@@ -62,7 +63,7 @@ pub struct Segment {
 /// Why an executable was refused. The messages are the spec's, printed as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The file breaks a rule of spec 1: bad header, note or segment.
+    /// The file breaks a rule of docs/hvt-abi.md, The executable: bad header, note or segment.
     #[error("invalid executable: {0}")]
     Invalid(String),
     #[error("No Solo5 ABI information found in executable")]
@@ -156,7 +157,7 @@ pub fn parse(elf: &[u8], mem_size: u64) -> Result<LoadPlan, LoadError> {
     let manifest = Manifest::parse(notes::find_mft1(&elf)?)?;
     let sturdy = notes::find_sturdy(&elf)?;
 
-    // spec 1.2, last paragraph (checked before the segments, as upstream does).
+    // docs/hvt-abi.md, Loading: the entry point (checked before the segments, as upstream does).
     if elf.entry < KERNEL_BASE || elf.entry >= mem_size {
         return Err(invalid(format!(
             "entry point {:#x} is outside guest memory [{KERNEL_BASE:#x}, {mem_size:#x})",
@@ -166,7 +167,8 @@ pub fn parse(elf: &[u8], mem_size: u64) -> Result<LoadPlan, LoadError> {
 
     let mut segments: Vec<Segment> = Vec::new();
     for (i, ph) in elf.phdrs.iter().enumerate() {
-        // spec 1.2: only PT_LOAD with file contents (not the empty TLS one, not .bss).
+        // docs/hvt-abi.md, Loading: only PT_LOAD with file contents (not the empty TLS one, not
+        // .bss).
         if ph.p_type != PT_LOAD || ph.p_filesz == 0 {
             continue;
         }
@@ -187,7 +189,7 @@ pub fn parse(elf: &[u8], mem_size: u64) -> Result<LoadPlan, LoadError> {
     })
 }
 
-/// Applies spec 1.2 rules 1 to 5 to program header `i`, which follows `prev`.
+/// Applies docs/hvt-abi.md, Loading, rules 1 to 5 to program header `i`, which follows `prev`.
 fn segment(
     i: usize,
     ph: &Phdr,
@@ -339,7 +341,8 @@ mod tests {
         assert_eq!(plan.entry, 0x10_0020);
         assert_eq!(plan.sturdy, None);
         assert!(plan.manifest.devices().is_empty());
-        // .bss (p_filesz 0) and the empty TLS segment at 0 are not processed (spec 1.2).
+        // .bss (p_filesz 0) and the empty TLS segment at 0 are not processed (docs/hvt-abi.md,
+        // Loading).
         assert_eq!(plan.kernel_end, HVT_KERNEL_END);
         let s = &plan.segments;
         assert_eq!(s.len(), 3);
@@ -450,7 +453,7 @@ mod tests {
             patched(18, &[3, 0]),
             "invalid executable: not an x86_64 executable (e_machine 3)"
         );
-        // OSABI is not checked (spec 1).
+        // OSABI is not checked (docs/hvt-abi.md, The executable).
         let mut f = good.clone();
         f[7] = 9;
         assert!(parse(&f, MEM).is_ok());

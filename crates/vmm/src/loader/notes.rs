@@ -1,5 +1,5 @@
-//! The ELF notes an hvt monitor reads (spec 1.1): Solo5's ABI1 and MFT1, and sturdy's own note
-//! (`sturdy_abi::sturdy_note`).
+//! The ELF notes an hvt monitor reads (docs/hvt-abi.md, Notes): Solo5's ABI1 and MFT1, and sturdy's
+//! own note (`sturdy_abi::sturdy_note`).
 //!
 //! Each lookup walks the PT_NOTE program headers in order, as upstream does, and stops at the
 //! first note with the sought name and type. Notes with other names are ignored, which is what
@@ -77,7 +77,7 @@ struct Found<'a> {
     desc: &'a [u8],
 }
 
-/// Walks the PT_NOTE headers for the first note matching `spec` (spec 1.1).
+/// Walks the PT_NOTE headers for the first note matching `spec` (docs/hvt-abi.md, Notes).
 fn find<'a>(elf: &Elf<'a>, spec: &NoteSpec) -> Result<Option<Found<'a>>, LoadError> {
     for (i, ph) in elf.phdrs.iter().enumerate() {
         if ph.p_type != PT_NOTE {
@@ -150,7 +150,7 @@ fn find<'a>(elf: &Elf<'a>, spec: &NoteSpec) -> Result<Option<Found<'a>>, LoadErr
     Ok(None)
 }
 
-/// Finds the ABI1 note and checks that it asks for hvt ABI version 2 (spec 1.1).
+/// Finds the ABI1 note and checks that it asks for hvt ABI version 2 (docs/hvt-abi.md, Notes).
 pub fn check_abi1(elf: &Elf) -> Result<(), LoadError> {
     let found = find(elf, &ABI1)?.ok_or(LoadError::NoAbi)?;
     let d = found.desc;

@@ -9,11 +9,11 @@
 //! 3. poll the network stack: receive what arrived (a bounded batch per NIC), let smoltcp
 //!    answer and retransmit, and send what the tasks wrote; this wakes the tasks whose sockets
 //!    changed;
-//! 4. if nothing is ready, sleep in the monitor (POLL, spec 5) until a frame arrives or the
-//!    earliest deadline, of a timer or of smoltcp (a retransmission, a delayed ACK).
+//! 4. if nothing is ready, sleep in the monitor (POLL, docs/hvt-abi.md, Hypercalls) until a frame
+//!    arrives or the earliest deadline, of a timer or of smoltcp (a retransmission, a delayed ACK).
 //!
-//! Every exit to the monitor is expensive (spec 8), so the loop leaves the guest only to send
-//! and receive frames and to sleep.
+//! Every exit to the monitor is expensive (docs/hvt-abi.md, PVM hosts), so the loop leaves the
+//! guest only to send and receive frames and to sleep.
 
 mod join;
 mod timer;

@@ -1,6 +1,7 @@
-//! Block device `storage` (spec 7): writes a pattern to every 10th block and the last, reads each
-//! back; checks that the monitor refuses requests at offset == capacity and that the SDK refuses
-//! requests that are not one aligned block. Works with any block size up to 4096 bytes.
+//! Block device `storage` (docs/hvt-abi.md, Conformance): writes a pattern to every 10th block and
+//! the last, reads each back; checks that the monitor refuses requests at offset == capacity and
+//! that the SDK refuses requests that are not one aligned block. Works with any block size up to
+//! 4096 bytes.
 #![no_std]
 #![no_main]
 

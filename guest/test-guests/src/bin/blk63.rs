@@ -1,5 +1,5 @@
-//! 63 block devices at once, the most a manifest holds (spec 7): writes one block to each of
-//! `b0`..`b62`, then reads every one back.
+//! 63 block devices at once, the most a manifest holds (docs/hvt-abi.md, Conformance): writes one
+//! block to each of `b0`..`b62`, then reads every one back.
 #![no_std]
 #![no_main]
 

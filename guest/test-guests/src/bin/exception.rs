@@ -1,5 +1,5 @@
 //! Writes to an address beyond the 4 GiB the page tables map: the CPU raises #PF, the monitor
-//! reports it and exits with 255 (spec 7). Never prints SUCCESS.
+//! reports it and exits with 255 (docs/hvt-abi.md, Conformance). Never prints SUCCESS.
 #![no_std]
 #![no_main]
 

@@ -1,6 +1,6 @@
-//! Floating point and SSE (spec 7): f32 and f64 arithmetic, packed SSE2 operations and float
-//! formatting, checked exactly or within an epsilon. Inputs go through `black_box` so the
-//! arithmetic happens at run time, not in the compiler.
+//! Floating point and SSE (docs/hvt-abi.md, Conformance): f32 and f64 arithmetic, packed SSE2
+//! operations and float formatting, checked exactly or within an epsilon. Inputs go through
+//! `black_box` so the arithmetic happens at run time, not in the compiler.
 #![no_std]
 #![no_main]
 

@@ -1,4 +1,5 @@
-//! Initialised `.data` holds its values, `.bss` is zero, and both can be changed (spec 7).
+//! Initialised `.data` holds its values, `.bss` is zero, and both can be changed (docs/hvt-abi.md,
+//! Conformance).
 #![no_std]
 #![no_main]
 

@@ -1,4 +1,4 @@
-//! Prints a greeting and its arguments as received (spec 7: "hello").
+//! Prints a greeting and its arguments as received (docs/hvt-abi.md, Conformance: "hello").
 #![no_std]
 #![no_main]
 

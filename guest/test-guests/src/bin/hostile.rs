@@ -41,7 +41,7 @@ const ATTACKS: &[&str] = &[
     "flush-arg-oob",
 ];
 
-/// Guest address 0x2000 holds the monitor's page tables (spec 3).
+/// Guest address 0x2000 holds the monitor's page tables (docs/hvt-abi.md, Memory and CPU).
 const PAGE_TABLES: u64 = 0x2000;
 
 /// A buffer big enough for the oversized frame, in .bss.
@@ -57,7 +57,7 @@ fn main(env: &Env) -> i32 {
         return 1;
     };
     // An address outside guest memory: a 32-bit one unless the guest is nearly 4 GiB, then the
-    // first one past 4 GiB, the most any guest has (spec 3).
+    // first one past 4 GiB, the most any guest has (docs/hvt-abi.md, Memory and CPU).
     let outside = if env.boot_info().mem_size < 0xF000_0000 {
         0xFFFF_0000
     } else {

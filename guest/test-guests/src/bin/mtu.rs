@@ -1,5 +1,5 @@
-//! Prints the MTU of NIC `service` from the manifest copy, as `mtu=N` (spec 7: MTU 9000 reported
-//! from the TAP device).
+//! Prints the MTU of NIC `service` from the manifest copy, as `mtu=N` (docs/hvt-abi.md,
+//! Conformance: MTU 9000 reported from the TAP device).
 #![no_std]
 #![no_main]
 

@@ -1,6 +1,6 @@
-//! ARP and ICMP echo responder on NIC `service` (spec 7), for `--ipv4=A.B.C.D` (default
-//! 10.0.0.2). Idles in POLL and answers everything that arrived before sleeping again. With
-//! `--limit=N` it prints SUCCESS and exits 0 after N echo replies.
+//! ARP and ICMP echo responder on NIC `service` (docs/hvt-abi.md, Conformance), for
+//! `--ipv4=A.B.C.D` (default 10.0.0.2). Idles in POLL and answers everything that arrived before
+//! sleeping again. With `--limit=N` it prints SUCCESS and exits 0 after N echo replies.
 #![no_std]
 #![no_main]
 

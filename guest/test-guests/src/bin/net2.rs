@@ -1,6 +1,6 @@
-//! The responder of `net` on two NICs at once (spec 7): `service0` for `--ipv4-0=` (default
-//! 10.0.0.2) and `service1` for `--ipv4-1=` (default 10.1.0.2). `--limit=N` counts the echo
-//! replies on both together.
+//! The responder of `net` on two NICs at once (docs/hvt-abi.md, Conformance): `service0` for
+//! `--ipv4-0=` (default 10.0.0.2) and `service1` for `--ipv4-1=` (default 10.1.0.2). `--limit=N`
+//! counts the echo replies on both together.
 #![no_std]
 #![no_main]
 

@@ -1,4 +1,5 @@
-//! Run with `--solo5:quiet`: prints exactly `SUCCESS` and nothing else, no banner (spec 7).
+//! Run with `--solo5:quiet`: prints exactly `SUCCESS` and nothing else, no banner (docs/hvt-abi.md,
+//! Conformance).
 #![no_std]
 #![no_main]
 

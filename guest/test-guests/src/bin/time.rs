@@ -1,5 +1,6 @@
-//! Clocks and timeouts (spec 7): monotonic time increases, the wall clock is plausible, and a
-//! POLL with a 1 s timeout (no NIC, so nothing can wake it) lasts 1 s +- 0.2 s on both clocks.
+//! Clocks and timeouts (docs/hvt-abi.md, Conformance): monotonic time increases, the wall clock is
+//! plausible, and a POLL with a 1 s timeout (no NIC, so nothing can wake it) lasts 1 s +- 0.2 s on
+//! both clocks.
 #![no_std]
 #![no_main]
 

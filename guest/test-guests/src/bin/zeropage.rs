@@ -1,5 +1,6 @@
 //! Reads address 0: the zero page is not mapped, so the CPU raises #PF and the monitor exits with
-//! 255 (spec 7). Inline assembly, because a null dereference is undefined behaviour in Rust.
+//! 255 (docs/hvt-abi.md, Conformance). Inline assembly, because a null dereference is undefined
+//! behaviour in Rust.
 #![no_std]
 #![no_main]
 
