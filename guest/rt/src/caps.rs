@@ -1,17 +1,22 @@
 //! Capabilities: the only way a sturdy-rt application reaches the network.
 //!
 //! The plan gives each unikernel the endpoints it may use and the ones it provides, on its
-//! command line (`docs/bootcfg.md`). The application asks for them by name and gets values:
+//! command line (`docs/bootcfg.md`). `main` takes them from its [`Env`](crate::Env), once each,
+//! and hands them to the code that needs them (as MirageOS hands devices to the functors that
+//! use them): no code can look one up by itself.
 //!
-//! - [`tcp`] and [`udp`] return a capability to *use* a peer endpoint (`db`, `db.kv`, or an
-//!   egress such as `egress.0`). All one can do with it is [`TcpCap::connect`] or
-//!   [`UdpCap::connect`]: there is no way to name an address, so the unikernel reaches exactly
-//!   the peers the plan granted, and nothing else, even before the fabric filters anything.
-//! - [`listen`] and [`bind`] serve an endpoint the unikernel *provides* (`kv`).
+//! - [`Env::tcp`](crate::Env::tcp) and [`Env::udp`](crate::Env::udp) return a capability to
+//!   *use* a peer endpoint (`db`, `db.kv`, or an egress such as `egress.0`). All one can do
+//!   with it is [`TcpCap::connect`] or [`UdpCap::connect`]: there is no way to name an
+//!   address, so the unikernel reaches exactly the peers the plan granted, and nothing else,
+//!   even before the fabric filters anything. A capability is not `Clone`: lend it by
+//!   reference (or share it in an `Rc` with the tasks that connect).
+//! - [`Env::listen`](crate::Env::listen) and [`Env::bind`](crate::Env::bind) serve an endpoint
+//!   the unikernel *provides* (`kv`).
 //!
-//! Ask for every capability at the start of `main`: a missing one is then a clear error at
-//! start (`capability 'db' was not given to this unikernel (it has: peer)`), and
-//! [`OrExit::or_exit`](crate::OrExit::or_exit) turns it into exit status 1. The first request
+//! Take every capability at the start of `main`: a missing one is then a clear error at start
+//! (`capability 'db' was not given to this unikernel (it has: peer)`), and
+//! [`OrExit::or_exit`](crate::OrExit::or_exit) turns it into exit status 1. The first one taken
 //! also starts the network stack on the NICs the boot configuration names.
 
 use alloc::string::String;
@@ -23,15 +28,16 @@ use sturdy_bootcfg::{Capability, LookupError, Proto};
 use crate::tcpip::{self, NetError, TcpListener, TcpStream, UdpEndpoint, UdpSocket};
 use crate::{boot_config, Error};
 
-/// A capability to open TCP connections to one peer endpoint.
-#[derive(Clone, Debug)]
+/// A capability to open TCP connections to one peer endpoint (from [`Env::tcp`](crate::Env::tcp)).
+#[derive(Debug)]
 pub struct TcpCap(Cap);
 
-/// A capability to exchange UDP datagrams with one peer endpoint.
-#[derive(Clone, Debug)]
+/// A capability to exchange UDP datagrams with one peer endpoint (from
+/// [`Env::udp`](crate::Env::udp)).
+#[derive(Debug)]
 pub struct UdpCap(Cap);
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Cap {
     name: &'static str,
     nic: usize,
@@ -39,23 +45,23 @@ struct Cap {
 }
 
 /// The capability `name` to a TCP endpoint: `db.kv`, or `db` if db has one TCP endpoint.
-pub fn tcp(name: &str) -> Result<TcpCap, CapError> {
+pub(crate) fn tcp(name: &str) -> Result<TcpCap, CapError> {
     capability(name, Proto::Tcp).map(TcpCap)
 }
 
 /// The capability `name` to a UDP endpoint.
-pub fn udp(name: &str) -> Result<UdpCap, CapError> {
+pub(crate) fn udp(name: &str) -> Result<UdpCap, CapError> {
     capability(name, Proto::Udp).map(UdpCap)
 }
 
 /// Listens on the provided TCP endpoint `name`, on every NIC.
-pub fn listen(name: &str) -> Result<TcpListener, CapError> {
+pub(crate) fn listen(name: &str) -> Result<TcpListener, CapError> {
     let port = provided(name, Proto::Tcp)?;
     tcpip::tcp_listen(port).ok_or_else(|| CapError::InUse(name.into()))
 }
 
 /// Serves the provided UDP endpoint `name`, on every NIC.
-pub fn bind(name: &str) -> Result<UdpEndpoint, CapError> {
+pub(crate) fn bind(name: &str) -> Result<UdpEndpoint, CapError> {
     let port = provided(name, Proto::Udp)?;
     tcpip::udp_endpoint(port).ok_or_else(|| CapError::InUse(name.into()))
 }
@@ -131,8 +137,12 @@ pub enum CapError {
         /// Why.
         error: Error,
     },
-    /// The endpoint is already being served ([`listen`] or [`bind`] twice).
+    /// The endpoint is already being served ([`Env::listen`](crate::Env::listen) or
+    /// [`Env::bind`](crate::Env::bind) twice).
     InUse(String),
+    /// The capability was taken from the environment already: it is handed on, not taken
+    /// again.
+    Taken(String),
 }
 
 impl From<&'static sturdy_bootcfg::Error> for CapError {
@@ -158,6 +168,10 @@ impl fmt::Display for CapError {
                  (declare it with sturdy_rt::manifest!(net \"{name}\"))"
             ),
             CapError::InUse(name) => write!(f, "endpoint '{name}' is already being served"),
+            CapError::Taken(name) => write!(
+                f,
+                "capability '{name}' was taken already: take each once in main and hand it on"
+            ),
         }
     }
 }

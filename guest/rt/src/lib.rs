@@ -28,8 +28,10 @@
 //! A guest has a heap (`alloc` works: `Box`, `Vec`, `String`), a TCP/IP stack (smoltcp: ARP,
 //! IPv4, ICMP echo replies, TCP, UDP) and a single-threaded async executor with timers
 //! ([`task`]), so one unikernel serves hundreds of connections at once. It reaches the network
-//! only through [`caps`]: it asks for a capability by name and can connect to it, or serves an
-//! endpoint it provides; there is no way to connect to an arbitrary address. Addresses and
+//! only through [`caps`]: `main` takes each capability by name from its [`Env`], once, and
+//! hands it to the code that needs it, which can connect to it; or serves an endpoint it
+//! provides. There is no way to connect to an arbitrary address, and no code can look a
+//! capability up by itself. Addresses and
 //! capabilities come from the boot configuration on the command line (`docs/bootcfg.md`,
 //! [`bootcfg`]), which the plan writes.
 //!
@@ -37,21 +39,23 @@
 //! #![no_std]
 //! #![no_main]
 //!
-//! use sturdy_rt::{caps, spawn, Env, OrExit, TcpStream};
+//! use alloc::rc::Rc;
+//! use sturdy_rt::{caps::TcpCap, spawn, Env, OrExit, TcpStream};
 //!
 //! sturdy_rt::main_async!(main);
 //! sturdy_rt::manifest!(net "service");
 //!
-//! async fn main(_env: &Env) {
-//!     let db = caps::tcp("db").or_exit(); // exits 1, naming 'db', if it was not given
-//!     let http = caps::listen("http").or_exit();
+//! async fn main(env: &Env) {
+//!     // Taken once, here, and handed to the code that needs it: nothing else can get it.
+//!     let db = Rc::new(env.tcp("db").or_exit()); // exits 1, naming 'db', if not given
+//!     let http = env.listen("http").or_exit();
 //!     loop {
 //!         let client = http.accept().await;
 //!         spawn(serve(client, db.clone()));
 //!     }
 //! }
 //!
-//! async fn serve(mut client: TcpStream, db: caps::TcpCap) {
+//! async fn serve(mut client: TcpStream, db: Rc<TcpCap>) {
 //!     let Ok(mut conn) = db.connect().await else { return };
 //!     // ... read a request from `client`, ask `conn`, answer ...
 //! }

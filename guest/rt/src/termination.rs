@@ -36,7 +36,7 @@ impl<T: Termination, E: Display> Termination for Result<T, E> {
     }
 }
 
-/// Stops the guest on an error: `caps::tcp("db").or_exit()` prints `error: <error>` and exits
+/// Stops the guest on an error: `env.tcp("db").or_exit()` prints `error: <error>` and exits
 /// with status 1, which is what a unikernel missing a capability or an address should do at
 /// start.
 pub trait OrExit<T> {

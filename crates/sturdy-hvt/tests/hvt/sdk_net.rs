@@ -193,6 +193,36 @@ fn a_capability_not_given_is_an_error_at_start_naming_it() {
         .expect_stdout("error: capability 'db' was not given to this unikernel (it has: none)");
 }
 
+/// A capability is taken from the guest's environment once, by `main`, and handed on: asking
+/// again (as code that was not given it would) is an error.
+#[test]
+fn a_capability_is_taken_once() {
+    let (end, _other) = seqpacket_pair();
+    let out = on_wire(
+        &end,
+        "02:00:0a:00:00:02",
+        "captwice",
+        &[
+            "--sturdy.v1.net=service:10.0.0.2/24",
+            "--sturdy.v1.use=db.kv:10.0.0.3:6379/tcp",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains("took db.kv (10.0.0.3:6379/tcp)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "error: capability 'db.kv' was taken already: take each once in main and hand it on\n"
+        ),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn a_bad_boot_configuration_is_an_error_at_start() {
     run_guest(&[], "nocap", &["--sturdy.v2.net=service:10.0.0.2/24"])

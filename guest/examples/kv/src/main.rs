@@ -31,7 +31,7 @@ use core::task::{Poll, Waker};
 use sturdy_kvstore::resp::Parser;
 use sturdy_kvstore::{BlockDevice, Db, Flow};
 use sturdy_rt::time::{rdtsc, wall_clock};
-use sturdy_rt::{caps, exit, println, spawn, Block, Env, OrExit, TcpStream};
+use sturdy_rt::{exit, println, spawn, Block, Env, OrExit, TcpStream};
 
 sturdy_rt::main_async!(main);
 sturdy_rt::manifest!(block "storage", net "service");
@@ -137,8 +137,8 @@ async fn committer(server: Rc<Server>) {
     }
 }
 
-async fn main(_env: &Env) {
-    let listener = caps::listen("kv").or_exit();
+async fn main(env: &Env) {
+    let listener = env.listen("kv").or_exit();
     let block = Block::open("storage").or_exit();
     // The nonces of the log's regions: different at every start.
     let seed = rdtsc() ^ wall_clock().as_nanos() as u64;

@@ -114,10 +114,11 @@ impl From<ProtocolError> for DbError {
     }
 }
 
-/// A handle on the database and its pool of connections; clones share the pool.
+/// A handle on the database and its pool of connections; clones share the capability and
+/// the pool.
 #[derive(Clone)]
 pub struct Db {
-    cap: TcpCap,
+    cap: Rc<TcpCap>,
     pool: Rc<RefCell<Pool>>,
     timeout: Duration,
 }
@@ -127,7 +128,7 @@ impl Db {
     /// for each exchange.
     pub fn new(cap: TcpCap, max: usize, timeout: Duration) -> Db {
         Db {
-            cap,
+            cap: Rc::new(cap),
             pool: Rc::new(RefCell::new(Pool {
                 idle: Vec::new(),
                 in_use: 0,

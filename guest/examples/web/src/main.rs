@@ -32,7 +32,7 @@ use alloc::rc::Rc;
 use core::cell::Cell;
 use core::time::Duration;
 
-use sturdy_rt::{caps, println, spawn, timeout, Env, OrExit, TcpStream};
+use sturdy_rt::{println, spawn, timeout, Env, OrExit, TcpStream};
 
 use crate::db::Db;
 use crate::guestbook::Guestbook;
@@ -52,8 +52,8 @@ async fn main(env: &Env) {
         write: Duration::from_secs(30),
     };
 
-    let db = caps::tcp("db").or_exit();
-    let http = caps::listen("http").or_exit();
+    let db = env.tcp("db").or_exit();
+    let http = env.listen("http").or_exit();
     println!(
         "web: serving http on port {}, entries in db {db}",
         http.port()

@@ -1,5 +1,5 @@
 //! TCP: connections opened through a capability ([`crate::caps::TcpCap::connect`]) and
-//! accepted from a provided endpoint ([`crate::caps::listen`]).
+//! accepted from a provided endpoint ([`crate::Env::listen`]).
 //!
 //! # Listeners
 //!

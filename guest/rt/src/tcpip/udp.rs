@@ -1,6 +1,6 @@
 //! UDP: a socket that exchanges datagrams with one capability's peer
 //! ([`crate::caps::UdpCap::connect`]), and a provided endpoint that receives from anyone
-//! the fabric lets through and answers them ([`crate::caps::bind`]).
+//! the fabric lets through and answers them ([`crate::Env::bind`]).
 //!
 //! A datagram must fit one frame (there is no IP fragmentation); a longer one is refused with
 //! [`NetError::TooLarge`]. A datagram longer than the receiving buffer is truncated.

@@ -4,12 +4,12 @@
 #![no_std]
 #![no_main]
 
-use sturdy_rt::{caps, Env, OrExit};
+use sturdy_rt::{Env, OrExit};
 
 sturdy_rt::main!(main);
 sturdy_rt::manifest!();
 
-fn main(_env: &Env) -> i32 {
-    let db = caps::tcp("db").or_exit();
+fn main(env: &Env) -> i32 {
+    let db = env.tcp("db").or_exit();
     test_guests::fail(format_args!("got a capability {db} it was not given"))
 }

@@ -14,7 +14,8 @@ extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use sturdy_rt::{caps, println, spawn, Env, Instant, NetError, OrExit, TcpStream};
+use sturdy_rt::caps::TcpCap;
+use sturdy_rt::{println, spawn, Env, Instant, NetError, OrExit, TcpStream};
 
 sturdy_rt::main_async!(main);
 sturdy_rt::manifest!(net "service");
@@ -25,15 +26,15 @@ async fn main(env: &Env) -> i32 {
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     match mode {
         "server" => {
-            let listener = caps::listen("bench").or_exit();
+            let listener = env.listen("bench").or_exit();
             println!("tcpbench: serving on port {}", listener.port());
             loop {
                 let conn = listener.accept().await;
                 spawn(echo(conn));
             }
         }
-        "bulk" if n > 0 => report(bulk(n).await),
-        "rr" if n > 0 => report(rr(n).await),
+        "bulk" if n > 0 => report(bulk(&env.tcp("peer").or_exit(), n).await),
+        "rr" if n > 0 => report(rr(&env.tcp("peer").or_exit(), n).await),
         _ => {
             println!("usage: tcpbench server | bulk MIB | rr COUNT");
             1
@@ -63,9 +64,8 @@ async fn echo(mut conn: TcpStream) {
 
 /// Sends `mib` MiB and reads the echo back, keeping up to `IN_FLIGHT` bytes unanswered so
 /// the pipe stays full.
-async fn bulk(mib: usize) -> Result<(), NetError> {
+async fn bulk(peer: &TcpCap, mib: usize) -> Result<(), NetError> {
     const IN_FLIGHT: usize = 64 << 10;
-    let peer = caps::tcp("peer").or_exit();
     let mut conn = peer.connect().await?;
     let total = mib << 20;
     let chunk = vec![0x5au8; 16 << 10];
@@ -94,8 +94,7 @@ async fn bulk(mib: usize) -> Result<(), NetError> {
 }
 
 /// `count` round trips of 64 bytes; prints the median and 99th percentile in microseconds.
-async fn rr(count: usize) -> Result<(), NetError> {
-    let peer = caps::tcp("peer").or_exit();
+async fn rr(peer: &TcpCap, count: usize) -> Result<(), NetError> {
     let mut conn = peer.connect().await?;
     let msg = [0x42u8; 64];
     let mut buf = [0u8; 64];

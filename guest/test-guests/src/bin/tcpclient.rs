@@ -6,10 +6,12 @@
 
 extern crate alloc;
 
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use sturdy_rt::{caps, println, spawn, Env, NetError, OrExit};
+use sturdy_rt::caps::TcpCap;
+use sturdy_rt::{println, spawn, Env, NetError, OrExit};
 use test_guests::{check, fail};
 
 sturdy_rt::main_async!(main);
@@ -19,7 +21,8 @@ const TOTAL: usize = 64 * 1024;
 const PIECE: usize = 4096;
 
 async fn main(env: &Env) -> i32 {
-    let peer = caps::tcp("peer").or_exit();
+    // Shared by the tasks that connect with it (a capability is not Clone).
+    let peer = Rc::new(env.tcp("peer").or_exit());
     let connections = test_guests::limit_option(env).unwrap_or(1);
     println!("connecting {connections} time(s) to {peer}");
     let exchanges: Vec<_> = (0..connections)
@@ -34,7 +37,7 @@ async fn main(env: &Env) -> i32 {
 }
 
 /// Sends [`TOTAL`] bytes to the echo server and checks what comes back.
-async fn exchange(peer: caps::TcpCap, seed: u8) -> Result<(), NetError> {
+async fn exchange(peer: Rc<TcpCap>, seed: u8) -> Result<(), NetError> {
     let mut conn = peer.connect().await?;
     let mut sent = vec![0u8; PIECE];
     let mut echoed = vec![0u8; PIECE];

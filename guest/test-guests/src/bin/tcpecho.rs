@@ -4,13 +4,13 @@
 #![no_std]
 #![no_main]
 
-use sturdy_rt::{caps, println, spawn, Env, OrExit, TcpStream};
+use sturdy_rt::{println, spawn, Env, OrExit, TcpStream};
 
 sturdy_rt::main_async!(main);
 sturdy_rt::manifest!(net "service");
 
-async fn main(_env: &Env) {
-    let listener = caps::listen("echo").or_exit();
+async fn main(env: &Env) {
+    let listener = env.listen("echo").or_exit();
     println!("serving echo on port {}", listener.port());
     loop {
         let conn = listener.accept().await;

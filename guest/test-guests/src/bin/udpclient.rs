@@ -6,7 +6,7 @@
 
 use core::time::Duration;
 
-use sturdy_rt::{caps, println, timeout, Env, OrExit};
+use sturdy_rt::{println, timeout, Env, OrExit};
 use test_guests::{check, fail};
 
 sturdy_rt::main_async!(main);
@@ -15,8 +15,8 @@ sturdy_rt::manifest!(net "service");
 const DATAGRAMS: u32 = 20;
 const TRIES: u32 = 5;
 
-async fn main(_env: &Env) -> i32 {
-    let peer = caps::udp("peer").or_exit();
+async fn main(env: &Env) -> i32 {
+    let peer = env.udp("peer").or_exit();
     println!("sending {DATAGRAMS} datagrams to {peer}");
     let socket = peer.connect();
     let mut buf = [0u8; 64];

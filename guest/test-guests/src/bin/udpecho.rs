@@ -3,13 +3,13 @@
 #![no_std]
 #![no_main]
 
-use sturdy_rt::{caps, println, Env, OrExit};
+use sturdy_rt::{println, Env, OrExit};
 
 sturdy_rt::main_async!(main);
 sturdy_rt::manifest!(net "service");
 
-async fn main(_env: &Env) {
-    let endpoint = caps::bind("echo").or_exit();
+async fn main(env: &Env) {
+    let endpoint = env.bind("echo").or_exit();
     println!("serving echo");
     let mut buf = [0u8; 2048];
     loop {
