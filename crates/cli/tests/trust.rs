@@ -858,3 +858,30 @@ fn a_monitor_killed_for_memory_is_reported_as_out_of_memory() {
     assert!(!memory.exists(), "{} left after the exit", memory.display());
     home.ok(&["down", "-p", "hog"]);
 }
+
+/// A service whose only network use is egress still needs its NIC: an image that declares
+/// none is refused by `up`, naming it, instead of starting without a network.
+#[test]
+fn an_egress_only_service_without_a_nic_is_refused() {
+    preconditions();
+    let home = Home::new("trust-egress-nic");
+    let dir = home.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("sturdy.yaml"),
+        format!(
+            "name: out\nservices:\n  lonely:\n    image: {}\n    egress: [\"203.0.113.7:443/tcp\"]\n",
+            guests::path("hello-world").display()
+        ),
+    )
+    .unwrap();
+    let out = home.run(&["up", "-d", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("service lonely: it provides, uses or reaches endpoints (egress)")
+            && err.contains("declares no network device named 'service'"),
+        "{err}"
+    );
+    assert_eq!(home.json(&["ps"]), serde_json::json!([]));
+}

@@ -403,12 +403,16 @@ impl App {
     /// left behind if it does not return.
     pub fn check_images(plan: &Plan, timeout: Duration) -> Result<(), Error> {
         let (tx, rx) = mpsc::channel();
-        let services = plan.services.clone();
+        let services: Vec<_> = plan
+            .services
+            .iter()
+            .map(|s| (s.clone(), has_egress(plan, &s.name)))
+            .collect();
         std::thread::Builder::new()
             .name("image-check".into())
             .spawn(move || {
-                for s in &services {
-                    let result = image_has_nic(s).map(|_| ());
+                for (s, egress) in &services {
+                    let result = image_has_nic(s, *egress).map(|_| ());
                     let failed = result.is_err();
                     if tx.send(result).is_err() || failed {
                         return;
@@ -530,14 +534,15 @@ impl App {
             let log = state_dir.join("logs").join(format!("{}.log", s.name));
             let console = Console::with_file(options.console_capacity, &log)
                 .map_err(|e| Error::Io(format!("console log {}: {e}", log.display())));
-            let (networked, console) = match image_has_nic(s).and_then(|n| Ok((n, console?))) {
-                Ok(found) => found,
-                Err(e) => {
-                    gw.stop();
-                    let _ = fabric.stop();
-                    return Err(e);
-                }
-            };
+            let (networked, console) =
+                match image_has_nic(s, has_egress(plan, &s.name)).and_then(|n| Ok((n, console?))) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        gw.stop();
+                        let _ = fabric.stop();
+                        return Err(e);
+                    }
+                };
             let mut args = vec![format!("--mem={}", s.mem_mib())];
             for a in &s.volumes {
                 let path = &volume_paths
@@ -870,7 +875,14 @@ impl Drop for App {
 
 /// Whether `s`'s image declares its NIC; an error if the image cannot be read, is not a
 /// unikernel, or lacks the NIC while the service needs the network.
-fn image_has_nic(s: &ServicePlan) -> Result<bool, Error> {
+/// Whether service `name` holds an egress capability (which needs its NIC, as endpoints do).
+fn has_egress(plan: &Plan, name: &str) -> bool {
+    plan.egress.iter().any(|e| e.consumer == name)
+}
+
+/// Whether `s`'s image declares its NIC; an error if it does not and the service needs one
+/// (it provides, uses or publishes endpoints, or reaches outside: `egress`).
+fn image_has_nic(s: &ServicePlan, egress: bool) -> Result<bool, Error> {
     let image = s.image.display();
     let bytes = vmm::loader::read_image(&s.image)
         .map_err(|e| Error::Config(format!("service {}: image {image}: {e}", s.name)))?;
@@ -883,11 +895,11 @@ fn image_has_nic(s: &ServicePlan) -> Result<bool, Error> {
     let has = manifest
         .find(&s.nic)
         .is_some_and(|d| d.kind == vmm::manifest::DeviceKind::Net);
-    let needs = !s.provides.is_empty() || !s.uses.is_empty() || !s.ports.is_empty();
+    let needs = !s.provides.is_empty() || !s.uses.is_empty() || !s.ports.is_empty() || egress;
     if needs && !has {
         return Err(Error::Config(format!(
-            "service {}: it provides or uses endpoints, but its image {image} declares no \
-             network device named '{}'",
+            "service {}: it provides, uses or reaches endpoints (egress), but its image {image} \
+             declares no network device named '{}'",
             s.name, s.nic
         )));
     }
