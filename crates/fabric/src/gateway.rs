@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::{tcp, udp, AnySocket};
 use smoltcp::wire::{HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
 use crate::plan::{Gateway, Plan, PlanError, PortId, Proto, Published, Subnet};
@@ -82,6 +82,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// clients of a published port can make the daemon allocate (1024 x 128 KiB = 128 MiB) and
 /// how much they slow the fabric's thread. More host connections are reset at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a local port stays reserved after its connection closed cleanly, as TIME-WAIT
+/// would hold it (smoltcp's own TIME-WAIT lasts as long): the connection's socket, and its
+/// buffers, are freed at once; only the port waits, so that no new connection reuses the
+/// same addresses and ports while segments of the old one may still be on their way.
+const TIME_WAIT: Duration = Duration::from_secs(10);
 /// How long a listener whose accept failed (no descriptor or memory left) is not watched.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -139,6 +144,12 @@ pub struct GatewayStats {
     pub udp_in: u64,
     /// UDP datagrams dropped either way (too many flows, a full buffer, too large).
     pub udp_dropped: u64,
+    /// Bytes of socket buffers the gateway's stack holds now: those of open connections
+    /// (128 KiB each), probes, sockets still sending their reset, egress listeners and UDP
+    /// egress sockets. A connection that ended holds none.
+    pub buffer_bytes: usize,
+    /// Local ports held after a clean close (TIME-WAIT, 10 s), with no socket or buffer.
+    pub time_wait: usize,
 }
 
 /// What [`GatewayHandle::apply`] changed.
@@ -772,8 +783,11 @@ struct Gw {
     refused: HashMap<String, u64>,
     refused_changed: bool,
     refused_out: Arc<Mutex<HashMap<String, u64>>>,
-    /// Sockets closing after their connection ended (TIME-WAIT), and the port they hold.
+    /// Sockets closing after their connection ended (sending their reset), and the port
+    /// they hold.
     draining: Vec<(SocketHandle, Option<u16>)>,
+    /// Local ports of connections that closed cleanly, held until then ([`TIME_WAIT`]).
+    time_wait: VecDeque<(u16, Instant)>,
     ports_in_use: HashSet<u16>,
     next_port: u16,
     connected: (mpsc::Sender<Connected>, mpsc::Receiver<Connected>),
@@ -875,6 +889,7 @@ impl Gw {
             refused_changed: false,
             refused_out: Arc::new(Mutex::new(HashMap::new())),
             draining: Vec::new(),
+            time_wait: VecDeque::new(),
             ports_in_use: Default::default(),
             next_port: *EPHEMERAL.start(),
             connected: mpsc::channel(),
@@ -945,6 +960,20 @@ impl Gw {
     fn publish_stats(&mut self) {
         self.stats.connections = self.conns.len() + self.probes.len();
         self.stats.udp_flows = self.udp_flows.len();
+        self.stats.buffer_bytes = self
+            .sockets
+            .iter()
+            .map(|(_, s)| {
+                if let Some(t) = tcp::Socket::downcast(s) {
+                    t.recv_capacity() + t.send_capacity()
+                } else if let Some(u) = udp::Socket::downcast(s) {
+                    u.payload_recv_capacity() + u.payload_send_capacity()
+                } else {
+                    0
+                }
+            })
+            .sum();
+        self.stats.time_wait = self.time_wait.len();
         *self.stats_out.lock().expect("gateway stats") = self.stats;
         if std::mem::take(&mut self.refused_changed) {
             self.refused_out
@@ -1778,6 +1807,11 @@ impl Gw {
                 match r {
                     Ok(Ok(0)) => {
                         c.host_eof = true;
+                        // The guest's FIN, which will end this in TIME-WAIT, is then
+                        // acknowledged at once rather than after the delayed-ACK timer: the
+                        // socket is freed as soon as it is in TIME-WAIT (`drain`), with
+                        // nothing left to send.
+                        socket.set_ack_delay(None);
                         socket.close();
                         moved = true;
                     }
@@ -1857,21 +1891,41 @@ impl Gw {
         moved
     }
 
-    /// Forgets the sockets that finished closing.
+    /// Forgets the sockets that finished closing: those closed (their reset sent), and those
+    /// in TIME-WAIT (the guest's FIN acknowledged: `pump`), whose local port alone is held
+    /// until [`TIME_WAIT`] is over. Keeping the socket through TIME-WAIT would keep its
+    /// 128 KiB of buffers too, for every connection a host client closed first in the last
+    /// 10 s: unbounded by [`MAX_CONNECTIONS`]. Without it, a FIN the guest sends again (our
+    /// ACK lost) is answered with a reset, which ends its side as well.
     fn drain(&mut self) {
+        let now = Instant::now();
         let sockets = &mut self.sockets;
         let ports = &mut self.ports_in_use;
-        self.draining.retain(|(h, port)| {
-            if sockets.get::<tcp::Socket>(*h).state() == tcp::State::Closed {
-                sockets.remove(*h);
-                if let Some(p) = port {
-                    ports.remove(p);
+        let time_wait = &mut self.time_wait;
+        self.draining.retain(|&(h, port)| {
+            match sockets.get::<tcp::Socket>(h).state() {
+                tcp::State::Closed => {
+                    if let Some(p) = port {
+                        ports.remove(&p);
+                    }
                 }
-                false
-            } else {
-                true
+                tcp::State::TimeWait => {
+                    if let Some(p) = port {
+                        time_wait.push_back((p, now + TIME_WAIT));
+                    }
+                }
+                _ => return true,
             }
+            sockets.remove(h);
+            false
         });
+        while let Some(&(port, until)) = self.time_wait.front() {
+            if now < until {
+                break;
+            }
+            self.time_wait.pop_front();
+            self.ports_in_use.remove(&port);
+        }
     }
 }
 

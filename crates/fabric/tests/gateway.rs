@@ -168,6 +168,40 @@ fn a_hundred_concurrent_connections_echo_through_published_ports() {
     drop(handle);
 }
 
+/// Issue 11, item 20: a connection its host client closes first ends in TIME-WAIT in the
+/// gateway's stack (10 s), which kept its socket and 128 KiB of buffers: a client making
+/// short connections (curl in a loop) could make the gateway hold any number of them, beyond
+/// `MAX_CONNECTIONS`. Once every connection has closed, the gateway holds the buffers it held
+/// before them: none (only their local ports stay reserved).
+#[test]
+fn connections_closed_by_the_host_give_back_their_buffers() {
+    let (_plan, handle, gw, mut server) = echo_fabric();
+    let addr = gw.published()[0].1;
+    let idle = gw.stats();
+    assert_eq!(idle.buffer_bytes, 0, "{idle:?}");
+    const N: u64 = 50;
+    for i in 0..N {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let message = format!("connection {i}");
+        s.write_all(message.as_bytes()).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, message);
+    }
+    no_connections(&gw);
+    let stats = gw.stats();
+    assert_eq!(stats.closed, N, "each closed with FIN both ways: {stats:?}");
+    assert_eq!(stats.resets_to_host + stats.resets_to_guest, 0, "{stats:?}");
+    assert_eq!(
+        stats.buffer_bytes, idle.buffer_bytes,
+        "connections in TIME-WAIT keep their buffers: {stats:?}"
+    );
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+    drop(handle);
+}
+
 #[test]
 fn resets_and_closes_cross_the_gateway_without_leaks() {
     // `peer.none` is published, but nothing listens there: the guest refuses, the host peer
