@@ -29,10 +29,8 @@ fn a_crashing_service_is_restarted_with_backoff_then_reported_as_a_crash_loop() 
         guests::path("hostile").display(),
         guests::path("tcpecho").display(),
     );
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
-    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+    let file = home.write_app("app", &yaml);
+    home.ok(&["up", "-d", &file]);
 
     // Seen while it happens: restarting between instances, the restart count growing.
     let mut states = Vec::new();
@@ -345,10 +343,8 @@ fn an_app_a_new_daemon_cannot_start_shows_as_failed_until_down() {
              ports: [\"127.0.0.1:{port}:7\"]\n",
         guests::path("tcpecho").display(),
     );
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
-    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+    let file = home.write_app("app", &yaml);
+    home.ok(&["up", "-d", &file]);
     let daemon = home.daemon_pid().unwrap();
     kill_9(daemon);
     // Someone else takes the published port meanwhile.
@@ -516,25 +512,19 @@ fn a_console_flood_costs_the_daemon_bounded_memory_and_no_thread_per_instance() 
             guests::path("idle").display()
         );
     }
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
+    let file = home.write_app("app", &yaml);
     // First an application of one instance: the daemon's threads with it.
-    let first = home.dir.join("first");
-    std::fs::create_dir_all(&first).unwrap();
-    let idle = guests::path("idle");
     let one = format!(
         "name: first\nservices:\n  one:\n    image: {}\n",
-        idle.display()
+        guests::path("idle").display()
     );
-    std::fs::write(first.join("sturdy.yaml"), one).unwrap();
-    home.ok(&["up", "-d", first.to_str().unwrap()]);
+    home.ok(&["up", "-d", &home.write_app("first", &one)]);
     let daemon = home.daemon_pid().expect("up started the daemon");
     wait_for(Duration::from_secs(20), "one running monitor", || {
         monitors_of(daemon).len() == 1
     });
     let threads = proc_status(daemon, "Threads");
-    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+    home.ok(&["up", "-d", &file]);
     wait_for(Duration::from_secs(20), "eleven running monitors", || {
         monitors_of(daemon).len() == 11
     });

@@ -333,12 +333,7 @@ fn up_wait_fails_on_a_crashing_service_and_an_unchanged_up_says_so() {
          restart: on-failure\nvolumes:\n  scratch: {{ size: 1M }}\n",
         guests::path("hostile").display(),
     );
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sturdy.yaml");
-    let path = file.to_str().unwrap();
-
-    std::fs::write(&file, &with_crasher).unwrap();
+    let path = &home.write_app("app", &with_crasher);
     let out = home.run(&["up", "-d", "--wait", path]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "--wait passed: {err}");
@@ -347,7 +342,7 @@ fn up_wait_fails_on_a_crashing_service_and_an_unchanged_up_says_so() {
         "{err}"
     );
 
-    std::fs::write(&file, &echo_only).unwrap();
+    home.write_app("app", &echo_only);
     let first = home.ok(&["up", "-d", "--wait", path]);
     assert!(first.contains("echo started"), "{first}");
     let again = home.ok(&["up", "-d", "--wait", path]);
@@ -370,10 +365,8 @@ fn fabric_warnings_are_in_the_daemons_log() {
         guests::path("tcpecho").display(),
         guests::path("attacker").display(),
     );
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sturdy.yaml"), yaml).unwrap();
-    home.ok(&["up", "-d", dir.to_str().unwrap()]);
+    let file = home.write_app("app", &yaml);
+    home.ok(&["up", "-d", &file]);
     let mut log = String::new();
     wait_for(
         Duration::from_secs(60),
@@ -751,18 +744,14 @@ fn monitors_run_as_users_of_their_own_in_cgroups_of_their_own() {
 fn a_spinning_guest_is_throttled_to_its_cpus() {
     preconditions();
     let home = Home::new("trust-spin");
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sturdy.yaml");
-    std::fs::write(
-        &file,
-        format!(
+    let file = home.write_app(
+        "app",
+        &format!(
             "name: spinner\nservices:\n  spin:\n    image: {}\n    mem: 16M\n    cpus: 0.5\n",
             guests::path("spin").display()
         ),
-    )
-    .unwrap();
-    home.ok(&["up", "-d", file.to_str().unwrap()]);
+    );
+    home.ok(&["up", "-d", &file]);
     wait_for(Duration::from_secs(30), "the guest to spin", || {
         home.ok(&["logs", "-p", "spinner"]).contains("spinning")
     });
@@ -809,18 +798,14 @@ fn a_spinning_guest_is_throttled_to_its_cpus() {
 fn a_monitor_killed_for_memory_is_reported_as_out_of_memory() {
     preconditions();
     let home = Home::new("trust-oom");
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sturdy.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "name: hog\nservices:\n  hog:\n    image: {}\n    mem: 64M\n    command: [\"48\", \"40\"]\n",
-            guests::path("memhog").display()
-        ),
-    )
-    .unwrap();
-    home.ok(&["up", "-d", file.to_str().unwrap()]);
+    let file = home.write_app(
+        "app",
+        &format!(
+        "name: hog\nservices:\n  hog:\n    image: {}\n    mem: 64M\n    command: [\"48\", \"40\"]\n",
+        guests::path("memhog").display()
+    ),
+    );
+    home.ok(&["up", "-d", &file]);
     wait_for(Duration::from_secs(30), "the guest to touch 8 MiB", || {
         home.ok(&["logs", "-p", "hog"]).contains("touched 8 MiB")
     });
@@ -865,17 +850,14 @@ fn a_monitor_killed_for_memory_is_reported_as_out_of_memory() {
 fn an_egress_only_service_without_a_nic_is_refused() {
     preconditions();
     let home = Home::new("trust-egress-nic");
-    let dir = home.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("sturdy.yaml"),
-        format!(
+    let file = home.write_app(
+        "app",
+        &format!(
             "name: out\nservices:\n  lonely:\n    image: {}\n    egress: [\"203.0.113.7:443/tcp\"]\n",
             guests::path("hello-world").display()
         ),
-    )
-    .unwrap();
-    let out = home.run(&["up", "-d", dir.to_str().unwrap()]);
+    );
+    let out = home.run(&["up", "-d", &file]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(

@@ -75,6 +75,9 @@ pub struct AppInfo {
     pub published: Vec<PublishedInfo>,
     /// Its services, in file order.
     pub services: Vec<ServiceInfo>,
+    /// Its services in the order they start (each after what it depends on).
+    #[serde(default)]
+    pub start_order: Vec<String>,
     /// In the answer to an `up`: the application was already up from the same plan, and
     /// nothing was done.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -124,6 +127,9 @@ pub struct ServiceInfo {
     pub last_probe_error: Option<String>,
     /// Its published ports: `127.0.0.1:8080->80/tcp`.
     pub ports: Vec<String>,
+    /// What it waits for before it starts (`depends_on`).
+    #[serde(default)]
+    pub depends_on: Vec<sturdy_compose::DependencyPlan>,
     /// While restarting or crash-looping: in how many milliseconds its next instance starts.
     #[serde(default)]
     pub next_start_in_ms: Option<u64>,

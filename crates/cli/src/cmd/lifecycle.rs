@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use sturdy_compose::{Condition, DependencyPlan};
-use sturdy_daemon::api::{AppInfo, InspectInfo};
+use sturdy_daemon::api::AppInfo;
 use sturdy_daemon::client::{encode, Client};
 
 use super::Target;
@@ -55,18 +55,12 @@ pub fn run(verb: Verb, args: &Args, state: &Path, out: &mut dyn Write) -> Result
     let info: AppInfo = client
         .get(&app_path)
         .map_err(|e| super::ps::not_running(e, state))?;
+    // All of them: in the plan's start order (depends_on), each started once what it depends
+    // on is started or healthy as the file says; stopped in the reverse order.
+    let all = args.services.is_empty();
     let mut services = args.services.clone();
-    // All of them: in the order their dependencies ask (depends_on), each started once what
-    // it depends on is started or healthy as the file says; stopped in the reverse order.
-    let mut dependencies = Vec::new();
-    if services.is_empty() {
-        for s in &info.services {
-            let inspect: InspectInfo = client
-                .get(&format!("{app_path}/services/{}", encode(&s.name)))
-                .map_err(|e| anyhow!(e))?;
-            dependencies.push((s.name.clone(), inspect.plan.depends_on));
-        }
-        services = start_order(&dependencies);
+    if all {
+        services = info.start_order.clone();
         if verb == Verb::Stop {
             services.reverse();
         }
@@ -77,11 +71,12 @@ pub fn run(verb: Verb, args: &Args, state: &Path, out: &mut dyn Write) -> Result
         Verb::Restart => "restart",
     };
     for service in &services {
-        if verb != Verb::Stop {
-            let deps = dependencies
+        if all && verb != Verb::Stop {
+            let deps = info
+                .services
                 .iter()
-                .find(|(n, _)| n == service)
-                .map(|(_, d)| d.as_slice())
+                .find(|s| s.name == *service)
+                .map(|s| s.depends_on.as_slice())
                 .unwrap_or_default();
             wait_for_dependencies(&client, &app_path, service, deps)?;
         }
@@ -109,29 +104,6 @@ pub fn run(verb: Verb, args: &Args, state: &Path, out: &mut dyn Write) -> Result
 
 /// How long `start` and `restart` of all services wait for a dependency.
 const DEPENDENCY_WAIT: Duration = Duration::from_secs(120);
-
-/// Service names ordered so that each comes after what it depends on (ties in the given
-/// order; a cycle, which the file refuses, leaves the rest in the given order).
-fn start_order(services: &[(String, Vec<DependencyPlan>)]) -> Vec<String> {
-    let mut order: Vec<String> = Vec::new();
-    while order.len() < services.len() {
-        let next = services.iter().find(|(name, deps)| {
-            !order.contains(name)
-                && deps.iter().all(|d| {
-                    order.contains(&d.service) || !services.iter().any(|(n, _)| *n == d.service)
-                })
-        });
-        match next {
-            Some((name, _)) => order.push(name.clone()),
-            None => {
-                let rest = services.iter().filter(|(n, _)| !order.contains(n));
-                let rest: Vec<String> = rest.map(|(n, _)| n.clone()).collect();
-                order.extend(rest);
-            }
-        }
-    }
-    order
-}
 
 /// Waits until each of `service`'s dependencies is started or healthy, as its condition
 /// asks; one stopped on request does not hold it (as when the daemon starts the application).
@@ -183,28 +155,5 @@ fn wait_for_dependencies(
             return Err(anyhow!("{waiting}: gave up after {DEPENDENCY_WAIT:?}").into());
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dep(service: &str) -> DependencyPlan {
-        DependencyPlan {
-            service: service.into(),
-            condition: Condition::ServiceHealthy,
-        }
-    }
-
-    #[test]
-    fn dependencies_start_first() {
-        let services = vec![
-            ("web".to_string(), vec![dep("db"), dep("cache")]),
-            ("db".to_string(), vec![]),
-            ("cache".to_string(), vec![dep("db")]),
-            ("other".to_string(), vec![]),
-        ];
-        assert_eq!(start_order(&services), ["db", "cache", "web", "other"]);
     }
 }

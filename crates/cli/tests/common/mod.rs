@@ -146,6 +146,16 @@ impl Home {
         c
     }
 
+    /// Writes `yaml` as `DIR/sturdy.yaml` in a directory `dir` of the state directory, and
+    /// returns the file's path as a string (what `up` takes).
+    pub fn write_app(&self, dir: &str, yaml: &str) -> String {
+        let dir = self.dir.join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sturdy.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        file.to_str().unwrap().to_string()
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }

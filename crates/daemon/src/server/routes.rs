@@ -58,6 +58,7 @@ pub(super) fn app_info(name: &str, app: &App, plan: &Plan, created_at: &str) -> 
             .iter()
             .map(|s| service_info(plan, published, s))
             .collect(),
+        start_order: plan.start_order.clone(),
         up_to_date: false,
     }
 }
@@ -102,6 +103,7 @@ pub(super) fn service_info(
         waiting_for: s.waiting_for.clone(),
         last_probe_error: s.last_probe_error.clone(),
         ports,
+        depends_on: sp.depends_on.clone(),
         next_start_in_ms: s
             .restart_at
             .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64),
@@ -178,6 +180,7 @@ fn unrestored(d: &Daemon) -> Vec<AppInfo> {
             created_at: String::new(),
             published: Vec::new(),
             services: Vec::new(),
+            start_order: Vec::new(),
             up_to_date: false,
         })
         .collect()
