@@ -208,6 +208,17 @@ mod tests {
         }
     }
 
+    /// The machine stops after its device's crash: a power loss (`Some(seed)`: each unflushed
+    /// sector keeps its new bytes or not, as the seed picks) or a clean reboot; then the
+    /// database is opened again from what the device kept.
+    fn crash_and_reopen(dev: &MemDevice, loss: Option<u64>) -> (Db<MemDevice>, Recovery) {
+        match loss {
+            Some(seed) => dev.power_loss(seed),
+            None => dev.reboot(),
+        }
+        Db::open(dev.clone(), 2).unwrap()
+    }
+
     fn snapshot(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
         store
             .keys()
@@ -418,11 +429,7 @@ mod tests {
                     }
                     let (states, generation) = in_flight.expect("the device crashed");
                     drop(db);
-                    match loss {
-                        Some(seed) => dev.power_loss(seed),
-                        None => dev.reboot(),
-                    }
-                    let (mut db, recovery) = Db::open(dev.clone(), 2).unwrap();
+                    let (mut db, recovery) = crash_and_reopen(&dev, loss);
                     let recovered = snapshot(db.store());
                     if recovery.generation > generation {
                         // The round's compaction got onto the device: all of the round.
@@ -493,12 +500,7 @@ mod tests {
                 acknowledged = model.clone();
             }
             drop(db);
-            match loss {
-                Some(seed) => dev.power_loss(seed),
-                None => dev.reboot(),
-            }
-
-            let (mut db, recovery) = Db::open(dev.clone(), 2).unwrap();
+            let (mut db, recovery) = crash_and_reopen(&dev, loss);
             let recovered = snapshot(db.store());
             match crashed_round {
                 None => {
